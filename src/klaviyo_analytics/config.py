@@ -1,0 +1,227 @@
+"""One typed Settings class, read once at start in an entry point and passed down.
+
+Variable names keep the original design's environment names (`DB_IDLE_TIMEOUT`, ...); the
+Python field names carry their units (`db_idle_timeout_ms`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from klaviyo_analytics.errors import ConfigurationError
+
+DEFAULT_HOME = Path("~/.klaviyo-analytics")
+
+
+class Settings(BaseSettings):
+    """Every setting of the application, validated at start."""
+
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", populate_by_name=True, frozen=True
+    )
+
+    # Local data (embedded database, backups by default).
+    data_home: Path = Field(
+        default=DEFAULT_HOME,
+        validation_alias=AliasChoices("KLAVIYO_ANALYTICS_HOME", "data_home"),
+    )
+
+    # Database.
+    database_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
+    )
+    db_host: str = Field(default="localhost", validation_alias=AliasChoices("DB_HOST", "db_host"))
+    db_port: int = Field(default=5432, ge=1, le=65535, validation_alias=AliasChoices("DB_PORT", "db_port"))
+    db_user: str = Field(default="klaviyo", validation_alias=AliasChoices("DB_USER", "db_user"))
+    db_password: SecretStr = Field(
+        default=SecretStr("klaviyo_pass"),
+        validation_alias=AliasChoices("DB_PASSWORD", "db_password"),
+    )
+    db_name: str = Field(
+        default="klaviyo_analytics", validation_alias=AliasChoices("DB_NAME", "db_name")
+    )
+    db_ssl: bool = Field(default=False, validation_alias=AliasChoices("DB_SSL", "db_ssl"))
+    db_max_connections: int = Field(
+        default=50, ge=1, validation_alias=AliasChoices("DB_MAX_CONNECTIONS", "db_max_connections")
+    )
+    db_min_connections: int = Field(
+        default=5, ge=0, validation_alias=AliasChoices("DB_MIN_CONNECTIONS", "db_min_connections")
+    )
+    db_idle_timeout_ms: int = Field(
+        default=30_000, ge=1, validation_alias=AliasChoices("DB_IDLE_TIMEOUT", "db_idle_timeout_ms")
+    )
+    db_connection_timeout_ms: int = Field(
+        default=5_000,
+        ge=1,
+        validation_alias=AliasChoices("DB_CONNECTION_TIMEOUT", "db_connection_timeout_ms"),
+    )
+    db_statement_timeout_ms: int = Field(
+        default=30_000,
+        ge=0,
+        validation_alias=AliasChoices("DB_STATEMENT_TIMEOUT", "db_statement_timeout_ms"),
+    )
+    db_max_retries: int = Field(
+        default=3, ge=0, validation_alias=AliasChoices("DB_MAX_RETRIES", "db_max_retries")
+    )
+    db_initial_retry_delay_ms: int = Field(
+        default=100,
+        ge=0,
+        validation_alias=AliasChoices("DB_INITIAL_RETRY_DELAY", "db_initial_retry_delay_ms"),
+    )
+    db_max_retry_delay_ms: int = Field(
+        default=3_000,
+        ge=0,
+        validation_alias=AliasChoices("DB_MAX_RETRY_DELAY", "db_max_retry_delay_ms"),
+    )
+    db_retry_factor: float = Field(
+        default=2.0, ge=1.0, validation_alias=AliasChoices("DB_RETRY_FACTOR", "db_retry_factor")
+    )
+    db_slow_query_ms: int = Field(
+        default=500, ge=0, validation_alias=AliasChoices("DB_SLOW_QUERY_MS", "db_slow_query_ms")
+    )
+
+    # Backups.
+    backup_dir: Path | None = Field(
+        default=None, validation_alias=AliasChoices("BACKUP_DIR", "backup_dir")
+    )
+    backup_retention_days: int = Field(
+        default=30, ge=1, validation_alias=AliasChoices("BACKUP_RETENTION_DAYS", "backup_retention_days")
+    )
+    max_hourly_backups: int = Field(
+        default=24, ge=0, validation_alias=AliasChoices("MAX_HOURLY_BACKUPS", "max_hourly_backups")
+    )
+    max_daily_backups: int = Field(
+        default=7, ge=0, validation_alias=AliasChoices("MAX_DAILY_BACKUPS", "max_daily_backups")
+    )
+    max_weekly_backups: int = Field(
+        default=4, ge=0, validation_alias=AliasChoices("MAX_WEEKLY_BACKUPS", "max_weekly_backups")
+    )
+    max_monthly_backups: int = Field(
+        default=12, ge=0, validation_alias=AliasChoices("MAX_MONTHLY_BACKUPS", "max_monthly_backups")
+    )
+
+    # Retention (TimescaleDB policies, or the maintenance job without it).
+    retention_raw_responses_days: int = Field(
+        default=30, ge=1, validation_alias=AliasChoices("RETENTION_RAW_RESPONSES_DAYS", "retention_raw_responses_days")
+    )
+    retention_events_months: int = Field(
+        default=12, ge=1, validation_alias=AliasChoices("RETENTION_EVENTS_MONTHS", "retention_events_months")
+    )
+    retention_aggregates_months: int = Field(
+        default=24, ge=1, validation_alias=AliasChoices("RETENTION_AGGREGATES_MONTHS", "retention_aggregates_months")
+    )
+    retention_predictions_months: int = Field(
+        default=6, ge=1, validation_alias=AliasChoices("RETENTION_PREDICTIONS_MONTHS", "retention_predictions_months")
+    )
+
+    # Klaviyo.
+    klaviyo_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("KLAVIYO_API_KEY", "klaviyo_api_key")
+    )
+    klaviyo_base_url: str = Field(
+        default="https://a.klaviyo.com",
+        validation_alias=AliasChoices("KLAVIYO_BASE_URL", "klaviyo_base_url"),
+    )
+    account_timezone: str | None = Field(
+        default=None, validation_alias=AliasChoices("ACCOUNT_TIMEZONE", "account_timezone")
+    )
+
+    # Optional services.
+    redis_url: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url")
+    )
+    log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
+
+    @field_validator("account_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown level {value!r}")
+        return level
+
+    @field_validator("klaviyo_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.db_min_connections > self.db_max_connections:
+            raise ValueError(
+                "DB_MIN_CONNECTIONS "
+                f"({self.db_min_connections}) must not exceed DB_MAX_CONNECTIONS ({self.db_max_connections})"
+            )
+        if self.db_initial_retry_delay_ms > self.db_max_retry_delay_ms:
+            raise ValueError(
+                f"DB_INITIAL_RETRY_DELAY ({self.db_initial_retry_delay_ms}) must not exceed "
+                f"DB_MAX_RETRY_DELAY ({self.db_max_retry_delay_ms})"
+            )
+        return self
+
+    @property
+    def home_dir(self) -> Path:
+        """The expanded home directory for local data."""
+        return self.data_home.expanduser()
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        """Whether neither DATABASE_URL nor DB_HOST was given, so the embedded server is used."""
+        return self.database_url is None and "db_host" not in self.model_fields_set
+
+    @property
+    def embedded_data_dir(self) -> Path:
+        """Where the embedded PostgreSQL keeps its data between runs."""
+        return self.home_dir / "pgdata"
+
+    @property
+    def backup_path(self) -> Path:
+        """Where backups are written (BACKUP_DIR, or `backups` under the home directory)."""
+        return (self.backup_dir or self.home_dir / "backups").expanduser()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from the environment, with explicit overrides on top.
+
+    Raises ConfigurationError naming each invalid variable; the offending values are not
+    repeated, since they may be secrets.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigurationError(describe_settings_error(exc)) from None
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """Return one line per problem, naming the variable but never its value."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in error["loc"]).upper() or "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"invalid setting {where}: {message}" if where != "settings" else message)
+    return "; ".join(lines)
