@@ -1,0 +1,1 @@
+"""Repositories: one module per entity; each takes a connection and never commits."""

@@ -1,0 +1,243 @@
+"""A generic repository over one table whose rows are frozen dataclasses.
+
+Repositories take a connection and never commit: the caller owns the transaction. Bulk writes
+COPY the batch into a per-session staging table, then run one `INSERT ... ON CONFLICT` that
+updates a row only when something in it differs, so re-writing a batch changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+
+Conn = AsyncConnection[DictRow]
+R = TypeVar("R")
+
+
+def adapt(value: Any) -> Any:
+    """Wrap JSON-shaped values so psycopg sends them as jsonb."""
+    if isinstance(value, dict | list):
+        return Jsonb(value)
+    return value
+
+
+class Repository(Generic[R]):
+    """Create, read, update, delete and bulk-upsert records of one table."""
+
+    def __init__(
+        self, table: str, record: type[R], key: Sequence[str], *, touched: str | None = "synced_at"
+    ) -> None:
+        """Describe the table; `touched` names the column set to now() when a row changes."""
+        if not dataclasses.is_dataclass(record):
+            raise TypeError(f"{record!r} is not a dataclass")
+        self.table = table
+        self.record = record
+        self.columns: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(record))
+        self.key: tuple[str, ...] = tuple(key)
+        self.touched = touched
+        missing = set(self.key) - set(self.columns)
+        if missing:
+            raise ValueError(f"key columns {sorted(missing)} are not fields of {record.__name__}")
+        self._ident = sql.Identifier(table)
+        self._stage = sql.Identifier(f"_stage_{table}")
+
+    # -- single records ----------------------------------------------------------------------
+
+    async def get(self, conn: Conn, *key: Any) -> R | None:
+        """Return the record with this key, or None."""
+        cur = await conn.execute(
+            sql.SQL("SELECT {cols} FROM {t} WHERE {where}").format(
+                cols=self._cols(), t=self._ident, where=self._key_match()
+            ),
+            key,
+        )
+        row = await cur.fetchone()
+        return self._to_record(row) if row is not None else None
+
+    async def insert(self, conn: Conn, record: R) -> None:
+        """Insert a new record.
+
+        Raises psycopg.errors.UniqueViolation when the key exists.
+        """
+        await conn.execute(
+            sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals})").format(
+                t=self._ident,
+                cols=self._cols(),
+                vals=sql.SQL(", ").join(sql.Placeholder() * len(self.columns)),
+            ),
+            self._values(record),
+        )
+
+    async def update(self, conn: Conn, record: R) -> bool:
+        """Replace the stored record with the same key; return False when there is none."""
+        others = [c for c in self.columns if c not in self.key]
+        cur = await conn.execute(
+            sql.SQL("UPDATE {t} SET {sets} WHERE {where}").format(
+                t=self._ident,
+                sets=sql.SQL(", ").join(
+                    sql.SQL("{} = %s").format(sql.Identifier(c)) for c in others
+                ),
+                where=self._key_match(),
+            ),
+            [adapt(getattr(record, c)) for c in others] + [getattr(record, c) for c in self.key],
+        )
+        return cur.rowcount > 0
+
+    async def delete(self, conn: Conn, *key: Any) -> bool:
+        """Delete the record with this key; return False when there was none."""
+        cur = await conn.execute(
+            sql.SQL("DELETE FROM {t} WHERE {where}").format(t=self._ident, where=self._key_match()),
+            key,
+        )
+        return cur.rowcount > 0
+
+    async def upsert(self, conn: Conn, record: R) -> bool:
+        """Insert the record or update the stored one; return whether anything changed."""
+        cur = await conn.execute(
+            sql.SQL("INSERT INTO {t} ({cols}) VALUES ({vals}) {conflict}").format(
+                t=self._ident,
+                cols=self._cols(),
+                vals=sql.SQL(", ").join(sql.Placeholder() * len(self.columns)),
+                conflict=self._on_conflict(),
+            ),
+            self._values(record),
+        )
+        return cur.rowcount > 0
+
+    # -- many records ------------------------------------------------------------------------
+
+    async def upsert_many(self, conn: Conn, records: Iterable[R]) -> int:
+        """Write a batch through COPY and one upsert; return how many rows were inserted or changed.
+
+        Duplicate keys within the batch are allowed: the last one wins.
+        """
+        await conn.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE IF NOT EXISTS {s} (LIKE {t} INCLUDING DEFAULTS, "
+                "_ord bigint GENERATED ALWAYS AS IDENTITY) ON COMMIT DELETE ROWS"
+            ).format(s=self._stage, t=self._ident)
+        )
+        await conn.execute(sql.SQL("TRUNCATE {s}").format(s=self._stage))
+        copied = 0
+        async with conn.cursor().copy(
+            sql.SQL("COPY {s} ({cols}) FROM STDIN").format(s=self._stage, cols=self._cols())
+        ) as copy:
+            for record in records:
+                await copy.write_row(self._values(record))
+                copied += 1
+        if copied == 0:
+            return 0
+        await self.before_merge(conn, self._stage)
+        cur = await conn.execute(
+            sql.SQL(
+                "INSERT INTO {t} ({cols}) SELECT DISTINCT ON ({key}) {cols} FROM {s} "
+                "ORDER BY {key}, _ord DESC {conflict}"
+            ).format(
+                t=self._ident,
+                cols=self._cols(),
+                s=self._stage,
+                key=sql.SQL(", ").join(map(sql.Identifier, self.key)),
+                conflict=self._on_conflict(),
+            )
+        )
+        return cur.rowcount
+
+    async def before_merge(self, conn: Conn, stage: sql.Identifier) -> None:
+        """Prepare what the staged rows refer to (a hook for subclasses)."""
+
+    async def count(self, conn: Conn) -> int:
+        """Return the number of rows in the table."""
+        cur = await conn.execute(sql.SQL("SELECT count(*) AS n FROM {t}").format(t=self._ident))
+        row = await cur.fetchone()
+        return int(row["n"]) if row else 0
+
+    async def page(
+        self,
+        conn: Conn,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        order_by: str | None = None,
+        descending: bool = False,
+    ) -> list[R]:
+        """Return a page of records ordered by a column (the key by default).
+
+        Raises ValueError for a column the table does not have.
+        """
+        column = order_by or self.key[0]
+        if column not in self.columns:
+            raise ValueError(f"{self.table} has no column {column!r}")
+        cur = await conn.execute(
+            sql.SQL(
+                "SELECT {cols} FROM {t} ORDER BY {c} {d} NULLS LAST, {key} LIMIT %s OFFSET %s"
+            ).format(
+                cols=self._cols(),
+                t=self._ident,
+                c=sql.Identifier(column),
+                d=sql.SQL("DESC" if descending else "ASC"),
+                key=sql.SQL(", ").join(map(sql.Identifier, self.key)),
+            ),
+            (limit, offset),
+        )
+        return [self._to_record(r) for r in await cur.fetchall()]
+
+    async def find_by(self, conn: Conn, column: str, value: Any, *, limit: int = 100) -> list[R]:
+        """Return records whose `column` equals `value`.
+
+        Raises ValueError for a column the table does not have.
+        """
+        if column not in self.columns:
+            raise ValueError(f"{self.table} has no column {column!r}")
+        cur = await conn.execute(
+            sql.SQL("SELECT {cols} FROM {t} WHERE {c} = %s ORDER BY {key} LIMIT %s").format(
+                cols=self._cols(),
+                t=self._ident,
+                c=sql.Identifier(column),
+                key=sql.SQL(", ").join(map(sql.Identifier, self.key)),
+            ),
+            (value, limit),
+        )
+        return [self._to_record(r) for r in await cur.fetchall()]
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _cols(self) -> sql.Composed:
+        return sql.SQL(", ").join(map(sql.Identifier, self.columns))
+
+    def _key_match(self) -> sql.Composed:
+        return sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in self.key)
+
+    def _on_conflict(self) -> sql.Composed:
+        others = [c for c in self.columns if c not in self.key]
+        if not others:
+            return sql.SQL("ON CONFLICT ({key}) DO NOTHING").format(
+                key=sql.SQL(", ").join(map(sql.Identifier, self.key))
+            )
+        sets = [sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in others]
+        if self.touched is not None:
+            sets.append(sql.SQL("{c} = now()").format(c=sql.Identifier(self.touched)))
+        current = sql.SQL(", ").join(
+            sql.SQL("{t}.{c}").format(t=self._ident, c=sql.Identifier(c)) for c in others
+        )
+        incoming = sql.SQL(", ").join(
+            sql.SQL("EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in others
+        )
+        return sql.SQL(
+            "ON CONFLICT ({key}) DO UPDATE SET {sets} WHERE ({current}) IS DISTINCT FROM ({incoming})"
+        ).format(
+            key=sql.SQL(", ").join(map(sql.Identifier, self.key)),
+            sets=sql.SQL(", ").join(sets),
+            current=current,
+            incoming=incoming,
+        )
+
+    def _values(self, record: R) -> list[Any]:
+        return [adapt(getattr(record, c)) for c in self.columns]
+
+    def _to_record(self, row: Mapping[str, Any]) -> R:
+        return self.record(**{c: row[c] for c in self.columns})

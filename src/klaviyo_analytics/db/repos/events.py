@@ -1,0 +1,132 @@
+"""Klaviyo events: the time-partitioned fact stream, keyed by (id, timestamp)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from psycopg import sql
+
+from klaviyo_analytics.db.repos.base import Conn, Repository
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event; `value` is Placed Order's `$value` and the like (negative for refunds)."""
+
+    id: str
+    timestamp: datetime
+    metric_id: str
+    profile_id: str | None = None
+    value: Decimal | None = None
+    uuid: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    attributed_source_type: str | None = None
+    attributed_source_id: str | None = None
+    attributed_message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """The half-open interval [start, end) of timestamps an event batch covered."""
+
+    start: datetime
+    end: datetime
+
+
+class EventRepository(Repository[Event]):
+    """Events; a batch upsert first creates stub profiles and metrics that it refers to."""
+
+    def __init__(self) -> None:
+        super().__init__("klaviyo_events", Event, ("id", "timestamp"))
+
+    async def before_merge(self, conn: Conn, stage: sql.Identifier) -> None:
+        """Create stub rows for unknown profiles and metrics the staged events name."""
+        await conn.execute(
+            sql.SQL(
+                "INSERT INTO klaviyo_profiles (id, is_stub) SELECT DISTINCT profile_id, true"
+                " FROM {s} WHERE profile_id IS NOT NULL ON CONFLICT (id) DO NOTHING"
+            ).format(s=stage)
+        )
+        await conn.execute(
+            sql.SQL(
+                "INSERT INTO klaviyo_metrics (id, name) SELECT DISTINCT metric_id, metric_id"
+                " FROM {s} ON CONFLICT (id) DO NOTHING"
+            ).format(s=stage)
+        )
+
+    async def staged_range(self, conn: Conn) -> TimeRange | None:
+        """Return the time range of the batch last written by `upsert_many` in this transaction."""
+        cur = await conn.execute(
+            sql.SQL('SELECT min("timestamp") AS lo, max("timestamp") AS hi FROM {s}').format(
+                s=self._stage
+            )
+        )
+        row = await cur.fetchone()
+        if row is None or row["lo"] is None:
+            return None
+        return TimeRange(row["lo"], row["hi"])
+
+    async def find_by_metric(
+        self, conn: Conn, metric_id: str, start: datetime, end: datetime, *, limit: int = 1000
+    ) -> list[Event]:
+        """Return events of a metric with start <= timestamp < end, oldest first."""
+        cur = await conn.execute(
+            sql.SQL(
+                'SELECT {cols} FROM klaviyo_events WHERE metric_id = %s AND "timestamp" >= %s'
+                ' AND "timestamp" < %s ORDER BY "timestamp", id LIMIT %s'
+            ).format(cols=self._cols()),
+            (metric_id, start, end, limit),
+        )
+        return [Event(**row) for row in await cur.fetchall()]
+
+    async def find_by_profile(
+        self, conn: Conn, profile_id: str, *, limit: int = 1000
+    ) -> list[Event]:
+        """Return a profile's events, newest first."""
+        cur = await conn.execute(
+            sql.SQL(
+                "SELECT {cols} FROM klaviyo_events WHERE profile_id = %s"
+                ' ORDER BY "timestamp" DESC, id LIMIT %s'
+            ).format(cols=self._cols()),
+            (profile_id, limit),
+        )
+        return [Event(**row) for row in await cur.fetchall()]
+
+    async def iter_range(
+        self, conn: Conn, start: datetime, end: datetime, *, metric_id: str | None = None
+    ) -> AsyncIterator[Event]:
+        """Stream events with start <= timestamp < end through a server-side cursor."""
+        query = sql.SQL(
+            'SELECT {cols} FROM klaviyo_events WHERE "timestamp" >= %s AND "timestamp" < %s'
+            ' AND (%s::text IS NULL OR metric_id = %s) ORDER BY "timestamp", id'
+        ).format(cols=self._cols())
+        async with conn.cursor(name="klaviyo_events_range") as cur:
+            await cur.execute(query, (start, end, metric_id, metric_id))
+            async for row in cur:
+                yield Event(**row)
+
+    async def count_by_metric(
+        self, conn: Conn, start: datetime | None = None, end: datetime | None = None
+    ) -> dict[str, int]:
+        """Return the number of events per metric id in [start, end) (all time by default)."""
+        cur = await conn.execute(
+            "SELECT metric_id, count(*) AS n FROM klaviyo_events"
+            ' WHERE (%(start)s::timestamptz IS NULL OR "timestamp" >= %(start)s)'
+            ' AND (%(end)s::timestamptz IS NULL OR "timestamp" < %(end)s) GROUP BY metric_id',
+            {"start": start, "end": end},
+        )
+        return {row["metric_id"]: int(row["n"]) for row in await cur.fetchall()}
+
+    async def latest_timestamp(self, conn: Conn, metric_id: str | None = None) -> datetime | None:
+        """Return the newest stored event time (of one metric, or of all)."""
+        cur = await conn.execute(
+            'SELECT max("timestamp") AS t FROM klaviyo_events'
+            " WHERE (%(m)s::text IS NULL OR metric_id = %(m)s)",
+            {"m": metric_id},
+        )
+        row = await cur.fetchone()
+        return row["t"] if row else None
