@@ -1,0 +1,139 @@
+"""Rate limits: concurrent requests of one operation are spread within its windows."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from klaviyo_analytics.klaviyo import RATE_LIMITS, RateLimit, RateLimiter
+from tests.unit.klaviyo.helpers import (
+    FakeTime,
+    VirtualTime,
+    event,
+    jsonapi,
+    make_client,
+    page_body,
+)
+
+SPEC = Path("/work/shared/klaviyo-openapi/stable.json")
+
+
+async def send_times(limiter: RateLimiter, time: FakeTime, operation: str, n: int) -> list[float]:
+    times: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire(operation)
+        times.append(time.now)
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    return sorted(times)
+
+
+async def test_concurrent_requests_are_spread_over_the_burst_window() -> None:
+    time = FakeTime()
+    limiter = RateLimiter({"op": RateLimit(2, 100)}, clock=time.clock, sleep=time.sleep)
+    assert await send_times(limiter, time, "op", 7) == [0, 0, 1, 1, 2, 2, 3]
+
+
+async def test_the_steady_window_holds_requests_for_the_rest_of_the_minute() -> None:
+    time = FakeTime()
+    limiter = RateLimiter({"op": RateLimit(1, 2, 225)}, clock=time.clock, sleep=time.sleep)
+    assert await send_times(limiter, time, "op", 5) == [0, 1, 60, 61, 120]
+
+
+async def test_no_sliding_minute_ever_holds_more_than_the_steady_limit() -> None:
+    time = FakeTime()
+    limiter = RateLimiter({"op": RateLimit(5, 12)}, clock=time.clock, sleep=time.sleep)
+    times = await send_times(limiter, time, "op", 60)
+    for start in times:
+        assert sum(start <= t < start + 60 for t in times) <= 12
+        assert sum(start <= t < start + 1 for t in times) <= 5
+
+
+async def test_the_daily_limit_is_a_window_too() -> None:
+    time = FakeTime()
+    limiter = RateLimiter({"op": RateLimit(10, 100, 3)}, clock=time.clock, sleep=time.sleep)
+    assert await send_times(limiter, time, "op", 4) == [0, 0, 0, 86_400]
+
+
+async def test_operations_are_limited_independently() -> None:
+    time = FakeTime()
+    limits = {"slow": RateLimit(1, 60), "fast": RateLimit(100, 1000)}
+    limiter = RateLimiter(limits, clock=time.clock, sleep=time.sleep)
+    await limiter.acquire("slow")
+    await limiter.acquire("fast")
+    await limiter.acquire("fast")
+    assert time.now == 0
+
+
+async def test_a_block_holds_every_request_of_the_operation() -> None:
+    time = FakeTime()
+    limiter = RateLimiter({"op": RateLimit(10, 100)}, clock=time.clock, sleep=time.sleep)
+    limiter.block("op", 30)
+    assert await send_times(limiter, time, "op", 2) == [30, 30]
+
+
+async def test_the_client_spreads_concurrent_calls_of_an_operation() -> None:
+    time = FakeTime()
+    arrivals: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        arrivals.append(time.now)
+        return jsonapi(page_body([event("e1")]))
+
+    limiter = RateLimiter(RATE_LIMITS, clock=time.clock, sleep=time.sleep)
+    async with make_client(handler, time, limiter=limiter) as client:
+
+        async def list_flows() -> None:
+            async for _ in client.iter_flows():
+                pass
+
+        await asyncio.gather(*(list_flows() for _ in range(7)))
+    # get_flows allows 3/s
+    assert sorted(arrivals) == [0, 0, 0, 1, 1, 1, 2]
+
+
+async def test_a_429_holds_the_other_requests_of_that_operation_too() -> None:
+    time = VirtualTime()
+    arrivals: list[float] = []
+    answered_429 = False
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal answered_429
+        arrivals.append(time.now)
+        if not answered_429:
+            answered_429 = True
+            return jsonapi({"errors": []}, 429, **{"Retry-After": "10"})
+        return jsonapi(page_body([]))
+
+    limiter = RateLimiter({"get_lists": RateLimit(1, 100)}, clock=time.clock, sleep=time.sleep)
+    async with make_client(handler, time, limiter=limiter) as client:
+
+        async def list_lists() -> None:
+            async for _ in client.iter_lists():
+                pass
+
+        await time.run(asyncio.gather(list_lists(), list_lists()))
+    # the second request would have gone at t=1, but waits out the first one's Retry-After
+    assert arrivals == [0, 10, 11]
+
+
+@pytest.mark.skipif(not SPEC.exists(), reason="the Klaviyo OpenAPI spec is not available")
+def test_the_rate_limit_table_matches_the_spec() -> None:
+    spec = json.loads(SPEC.read_text())
+    found: dict[str, RateLimit] = {}
+    for item in spec["paths"].values():
+        for operation in item.values():
+            if isinstance(operation, dict) and operation.get("operationId") in RATE_LIMITS:
+                raw = operation["x-klaviyo-ratelimit"]
+                daily = raw.get("daily")
+                found[operation["operationId"]] = RateLimit(
+                    int(raw["burst"].removesuffix("/s")),
+                    int(raw["steady"].removesuffix("/m")),
+                    int(daily.removesuffix("/d")) if daily else None,
+                )
+    assert found == dict(RATE_LIMITS)
