@@ -43,7 +43,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
     )
     db_host: str = Field(default="localhost", validation_alias=AliasChoices("DB_HOST", "db_host"))
-    db_port: int = Field(default=5432, ge=1, le=65535, validation_alias=AliasChoices("DB_PORT", "db_port"))
+    db_port: int = Field(
+        default=5432, ge=1, le=65535, validation_alias=AliasChoices("DB_PORT", "db_port")
+    )
     db_user: str = Field(default="klaviyo", validation_alias=AliasChoices("DB_USER", "db_user"))
     db_password: SecretStr = Field(
         default=SecretStr("klaviyo_pass"),
@@ -97,7 +99,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("BACKUP_DIR", "backup_dir")
     )
     backup_retention_days: int = Field(
-        default=30, ge=1, validation_alias=AliasChoices("BACKUP_RETENTION_DAYS", "backup_retention_days")
+        default=30,
+        ge=1,
+        validation_alias=AliasChoices("BACKUP_RETENTION_DAYS", "backup_retention_days"),
     )
     max_hourly_backups: int = Field(
         default=24, ge=0, validation_alias=AliasChoices("MAX_HOURLY_BACKUPS", "max_hourly_backups")
@@ -109,21 +113,35 @@ class Settings(BaseSettings):
         default=4, ge=0, validation_alias=AliasChoices("MAX_WEEKLY_BACKUPS", "max_weekly_backups")
     )
     max_monthly_backups: int = Field(
-        default=12, ge=0, validation_alias=AliasChoices("MAX_MONTHLY_BACKUPS", "max_monthly_backups")
+        default=12,
+        ge=0,
+        validation_alias=AliasChoices("MAX_MONTHLY_BACKUPS", "max_monthly_backups"),
     )
 
     # Retention (TimescaleDB policies, or the maintenance job without it).
     retention_raw_responses_days: int = Field(
-        default=30, ge=1, validation_alias=AliasChoices("RETENTION_RAW_RESPONSES_DAYS", "retention_raw_responses_days")
+        default=30,
+        ge=1,
+        validation_alias=AliasChoices(
+            "RETENTION_RAW_RESPONSES_DAYS", "retention_raw_responses_days"
+        ),
     )
     retention_events_months: int = Field(
-        default=12, ge=1, validation_alias=AliasChoices("RETENTION_EVENTS_MONTHS", "retention_events_months")
+        default=12,
+        ge=1,
+        validation_alias=AliasChoices("RETENTION_EVENTS_MONTHS", "retention_events_months"),
     )
     retention_aggregates_months: int = Field(
-        default=24, ge=1, validation_alias=AliasChoices("RETENTION_AGGREGATES_MONTHS", "retention_aggregates_months")
+        default=24,
+        ge=1,
+        validation_alias=AliasChoices("RETENTION_AGGREGATES_MONTHS", "retention_aggregates_months"),
     )
     retention_predictions_months: int = Field(
-        default=6, ge=1, validation_alias=AliasChoices("RETENTION_PREDICTIONS_MONTHS", "retention_predictions_months")
+        default=6,
+        ge=1,
+        validation_alias=AliasChoices(
+            "RETENTION_PREDICTIONS_MONTHS", "retention_predictions_months"
+        ),
     )
 
     # Klaviyo.

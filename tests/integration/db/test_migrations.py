@@ -87,7 +87,7 @@ async def test_an_edited_applied_migration_is_refused_with_its_name(empty_db_con
 
 async def test_a_failing_migration_leaves_nothing_half_applied(empty_db_conninfo: str) -> None:
     broken = Migration(1, "broken", "CREATE TABLE half_done (id int);\nSELECT no_such_function();")
-    with pytest.raises(MigrationError, match="0001_broken.sql failed and was rolled back"):
+    with pytest.raises(MigrationError, match=r"0001_broken\.sql failed and was rolled back"):
         await migrate(empty_db_conninfo, migrations=[broken])
     assert "half_done" not in tables(empty_db_conninfo)
     with psycopg.connect(empty_db_conninfo) as conn:

@@ -118,31 +118,24 @@ class Repository(Generic[R]):
         """
         await conn.execute(
             sql.SQL(
-                "CREATE TEMP TABLE IF NOT EXISTS {s} (LIKE {t} INCLUDING DEFAULTS, "
-                "_ord bigint GENERATED ALWAYS AS IDENTITY) ON COMMIT DELETE ROWS"
+                "CREATE TEMP TABLE IF NOT EXISTS {s} (LIKE {t} INCLUDING DEFAULTS)"
+                " ON COMMIT DELETE ROWS"
             ).format(s=self._stage, t=self._ident)
         )
         await conn.execute(sql.SQL("TRUNCATE {s}").format(s=self._stage))
-        copied = 0
+        # One row per key, the last one winning: ON CONFLICT cannot touch a row twice.
+        latest = {tuple(getattr(r, c) for c in self.key): r for r in records}
+        if not latest:
+            return 0
         async with conn.cursor().copy(
             sql.SQL("COPY {s} ({cols}) FROM STDIN").format(s=self._stage, cols=self._cols())
         ) as copy:
-            for record in records:
+            for record in latest.values():
                 await copy.write_row(self._values(record))
-                copied += 1
-        if copied == 0:
-            return 0
         await self.before_merge(conn, self._stage)
         cur = await conn.execute(
-            sql.SQL(
-                "INSERT INTO {t} ({cols}) SELECT DISTINCT ON ({key}) {cols} FROM {s} "
-                "ORDER BY {key}, _ord DESC {conflict}"
-            ).format(
-                t=self._ident,
-                cols=self._cols(),
-                s=self._stage,
-                key=sql.SQL(", ").join(map(sql.Identifier, self.key)),
-                conflict=self._on_conflict(),
+            sql.SQL("INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} {conflict}").format(
+                t=self._ident, cols=self._cols(), s=self._stage, conflict=self._on_conflict()
             )
         )
         return cur.rowcount

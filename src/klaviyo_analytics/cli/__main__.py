@@ -1,0 +1,5 @@
+"""Allow `python -m klaviyo_analytics.cli`."""
+
+from klaviyo_analytics.cli.main import main
+
+main()

@@ -1,0 +1,22 @@
+"""The `klaviyo-analytics` command."""
+
+from __future__ import annotations
+
+import typer
+
+from klaviyo_analytics.cli import db, demo
+
+app = typer.Typer(
+    name="klaviyo-analytics",
+    help="Sync a Klaviyo account into PostgreSQL and serve analytics on it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db.migrate_app, name="migrate")
+app.command("maintenance")(db.maintenance_command)
+app.command("demo")(demo.demo_command)
+
+
+def main() -> None:
+    """Run the command line."""
+    app()

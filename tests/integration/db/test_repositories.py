@@ -1,0 +1,284 @@
+"""Every repository method against a real database; repositories never commit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from klaviyo_analytics.db.pool import Conn, Database
+from klaviyo_analytics.db.repos.aggregates import AggregateRepository
+from klaviyo_analytics.db.repos.audiences import (
+    Form,
+    FormRepository,
+    KlaviyoList,
+    ListRepository,
+    Segment,
+    SegmentRepository,
+)
+from klaviyo_analytics.db.repos.campaigns import (
+    Campaign,
+    CampaignMessage,
+    CampaignMessageRepository,
+    CampaignRepository,
+)
+from klaviyo_analytics.db.repos.events import Event, EventRepository
+from klaviyo_analytics.db.repos.flows import (
+    Flow,
+    FlowAction,
+    FlowActionRepository,
+    FlowMessage,
+    FlowMessageRepository,
+    FlowRepository,
+)
+from klaviyo_analytics.db.repos.metrics import Metric, MetricRepository
+from klaviyo_analytics.db.repos.profiles import Profile, ProfileRepository
+from klaviyo_analytics.db.repos.sync_state import (
+    StreamState,
+    SyncRunRepository,
+    SyncStateRepository,
+)
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def conn(database: Database):  # type: ignore[no-untyped-def]
+    async with database.connection() as c, c.transaction(force_rollback=True):
+        yield c
+
+
+def order(i: int, *, value: str = "10.00", profile: str | None = "p1", at: datetime = T0) -> Event:
+    return Event(
+        id=f"e{i}",
+        timestamp=at,
+        metric_id="m-order",
+        profile_id=profile,
+        value=Decimal(value),
+        properties={"$value": value, "items": ["a"]},
+    )
+
+
+async def test_crud_on_metrics(conn: Conn) -> None:
+    repo = MetricRepository()
+    await repo.insert(conn, Metric("m1", "Placed Order", integration_name="Shopify"))
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        async with conn.transaction():
+            await repo.insert(conn, Metric("m1", "dup"))
+    assert (await repo.get(conn, "m1")) == Metric("m1", "Placed Order", integration_name="Shopify")
+    assert await repo.update(conn, Metric("m1", "Placed Order", integration_name="WooCommerce"))
+    assert not await repo.update(conn, Metric("missing", "x"))
+    assert (await repo.find_by_name(conn, "Placed Order", "WooCommerce"))[0].id == "m1"
+    assert await repo.find_by_name(conn, "Placed Order", "Shopify") == []
+    assert await repo.ids_by_name(conn) == {"Placed Order": ["m1"]}
+    assert await repo.delete(conn, "m1") and not await repo.delete(conn, "m1")
+    assert await repo.get(conn, "m1") is None
+
+
+async def test_upsert_reports_whether_anything_changed(conn: Conn) -> None:
+    repo = ListRepository()
+    assert await repo.upsert(conn, KlaviyoList("l1", "Newsletter", profile_count=10))
+    assert not await repo.upsert(conn, KlaviyoList("l1", "Newsletter", profile_count=10))
+    assert await repo.upsert(conn, KlaviyoList("l1", "Newsletter", profile_count=11))
+    assert (await repo.get(conn, "l1")) == KlaviyoList("l1", "Newsletter", profile_count=11)
+
+
+async def test_batch_upsert_twice_gives_the_same_rows_and_changes_nothing(conn: Conn) -> None:
+    await MetricRepository().insert(conn, Metric("m-order", "Placed Order"))
+    repo = EventRepository()
+    batch = [order(i, value=f"{i}.50", at=T0 + timedelta(minutes=i)) for i in range(500)]
+    assert await repo.upsert_many(conn, batch) == 500
+    first = await conn.execute(
+        "SELECT id, timestamp, value, properties, synced_at FROM klaviyo_events ORDER BY id"
+    )
+    before = await first.fetchall()
+    assert await repo.upsert_many(conn, batch) == 0
+    again = await conn.execute(
+        "SELECT id, timestamp, value, properties, synced_at FROM klaviyo_events ORDER BY id"
+    )
+    assert await again.fetchall() == before
+    assert await repo.count(conn) == 500
+
+
+async def test_batch_upsert_updates_changed_rows_and_last_duplicate_wins(conn: Conn) -> None:
+    repo = EventRepository()
+    await repo.upsert_many(conn, [order(1), order(2)])
+    changed = await repo.upsert_many(
+        conn, [order(1, value="99.00"), order(3), order(3, value="-5.00")]
+    )
+    assert changed == 2
+    got = {e.id: e.value for e in await repo.find_by_metric(conn, "m-order", T0, T0 + timedelta(1))}
+    assert got == {"e1": Decimal("99.00"), "e2": Decimal("10.00"), "e3": Decimal("-5.00")}
+
+
+async def test_events_for_unknown_profiles_create_stubs_and_profileless_events_are_kept(
+    conn: Conn,
+) -> None:
+    events = EventRepository()
+    profiles = ProfileRepository()
+    await events.upsert_many(conn, [order(1, profile="p-new"), order(2, profile=None)])
+    stub = await profiles.get(conn, "p-new")
+    assert stub is not None and stub.is_stub and stub.email is None
+    assert await events.count(conn) == 2
+    metric = await MetricRepository().get(conn, "m-order")
+    assert metric is not None  # unknown metrics get a stub too, named by id until synced
+    await profiles.upsert_many(conn, [Profile("p-new", email="new@example.com")])
+    real = await profiles.get(conn, "p-new")
+    assert real is not None and not real.is_stub and real.email == "new@example.com"
+
+
+async def test_profile_finders(conn: Conn) -> None:
+    repo = ProfileRepository()
+    await repo.upsert_many(
+        conn,
+        [
+            Profile(
+                "p1",
+                email="Ann@Example.com",
+                phone_number="+15550001",
+                external_id="x-1",
+                first_name="Ann",
+            ),
+            Profile("p2", email="bob@example.com", last_name="Builder_%"),
+        ],
+    )
+    assert [p.id for p in await repo.find_by_email(conn, "ann@example.com")] == ["p1"]
+    assert [p.id for p in await repo.find_by_phone(conn, "+15550001")] == ["p1"]
+    assert [p.id for p in await repo.find_by_external_id(conn, "x-1")] == ["p1"]
+    assert [p.id for p in await repo.search(conn, "builder_%")] == ["p2"]
+    assert [p.id for p in await repo.search(conn, "_")] == ["p2"]  # wildcards are literal
+    assert await repo.ensure_stubs(conn, ["p1", "p3"]) == 1
+    assert [p.id for p in await repo.page(conn, limit=2, offset=1)] == ["p2", "p3"]
+    with pytest.raises(ValueError, match="no column"):
+        await repo.page(conn, order_by="password")
+
+
+async def test_events_by_profile_by_range_and_counts(conn: Conn) -> None:
+    repo = EventRepository()
+    await repo.upsert_many(
+        conn,
+        [order(i, at=T0 + timedelta(hours=i), profile="p1" if i % 2 else "p2") for i in range(6)],
+    )
+    assert [e.id for e in await repo.find_by_profile(conn, "p1")] == ["e5", "e3", "e1"]
+    assert [
+        e.id
+        for e in await repo.find_by_metric(
+            conn, "m-order", T0 + timedelta(hours=1), T0 + timedelta(hours=3)
+        )
+    ] == ["e1", "e2"]
+    assert await repo.count_by_metric(conn) == {"m-order": 6}
+    assert await repo.count_by_metric(conn, T0, T0 + timedelta(hours=2)) == {"m-order": 2}
+    assert await repo.latest_timestamp(conn) == T0 + timedelta(hours=5)
+    streamed = [e.id async for e in repo.iter_range(conn, T0, T0 + timedelta(days=1))]
+    assert streamed == [f"e{i}" for i in range(6)]
+    staged = await repo.staged_range(conn)
+    assert staged is not None and staged.start == T0
+
+
+async def test_campaigns_flows_and_audiences_round_trip(conn: Conn) -> None:
+    await CampaignRepository().upsert_many(
+        conn,
+        [
+            Campaign("c1", "Spring sale", "email", audiences={"included": ["l1"]}, send_time=T0),
+            Campaign("c2", "Flash", "sms", send_time=T0 + timedelta(days=1)),
+        ],
+    )
+    await CampaignMessageRepository().upsert_many(
+        conn, [CampaignMessage("cm1", "c1", subject="Hi", content={"body": "x"})]
+    )
+    assert [c.id for c in await CampaignRepository().find_by_channel(conn, "email")] == ["c1"]
+    assert (await CampaignMessageRepository().find_by(conn, "campaign_id", "c1"))[0].subject == "Hi"
+    await FlowRepository().upsert_many(conn, [Flow("f1", "Welcome", trigger_type="List")])
+    await FlowActionRepository().upsert_many(
+        conn, [FlowAction("a1", "f1", action_type="SEND_EMAIL")]
+    )
+    await FlowMessageRepository().upsert_many(
+        conn, [FlowMessage("fm1", "a1", "f1", name="Welcome 1")]
+    )
+    assert (await FlowMessageRepository().get(conn, "fm1")) == FlowMessage(
+        "fm1", "a1", "f1", name="Welcome 1"
+    )
+    assert await FlowRepository().delete(conn, "f1")
+    assert await FlowMessageRepository().count(conn) == 0  # cascades to actions and messages
+    await SegmentRepository().upsert_many(
+        conn, [Segment("s1", "VIPs", definition={"rule": 1}, profile_count=3)]
+    )
+    await FormRepository().upsert_many(conn, [Form("fo1", "Popup", status="live", ab_test=False)])
+    assert (await SegmentRepository().get(conn, "s1")).definition == {"rule": 1}  # type: ignore[union-attr]
+    assert (await FormRepository().get(conn, "fo1")).status == "live"  # type: ignore[union-attr]
+
+
+async def test_aggregates_refresh_is_exact_in_the_store_timezone(conn: Conn) -> None:
+    events = EventRepository()
+    ny = "America/New_York"
+    # 23:30 in New York on 1 March is 04:30 UTC on 2 March: it counts for 1 March.
+    late = datetime(2026, 3, 2, 4, 30, tzinfo=UTC)
+    await events.upsert_many(
+        conn, [order(1, value="10", at=late), order(2, value="30", at=late + timedelta(hours=1))]
+    )
+    aggs = AggregateRepository()
+    await aggs.refresh(conn, start=late, end=late + timedelta(hours=1), timezone=ny)
+    days = await aggs.series(
+        conn, "m-order", "day", datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 4, tzinfo=UTC)
+    )
+    assert [(b.bucket_start, b.count, b.sum_value) for b in days] == [
+        (datetime(2026, 3, 1, 5, tzinfo=UTC), 1, Decimal("10")),
+        (datetime(2026, 3, 2, 5, tzinfo=UTC), 1, Decimal("30")),
+    ]
+    # A late-arriving event and a deleted one: the refresh recomputes the touched buckets.
+    await events.upsert_many(conn, [order(3, value="5", at=late)])
+    await events.delete(conn, "e2", late + timedelta(hours=1))
+    await aggs.refresh(conn, start=late, end=late + timedelta(hours=1), timezone=ny)
+    totals = await aggs.totals(
+        conn, ["m-order"], datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 4, tzinfo=UTC)
+    )
+    assert totals == {"m-order": (2, Decimal("15"))}
+    hours = await aggs.series(
+        conn, "m-order", "hour", late - timedelta(minutes=30), late + timedelta(hours=2)
+    )
+    assert [(b.count, b.min_value, b.max_value, b.unique_profiles) for b in hours] == [
+        (2, Decimal("5"), Decimal("10"), 1)
+    ]
+
+
+async def test_sync_state_and_run_history(conn: Conn) -> None:
+    state = SyncStateRepository()
+    await state.upsert(
+        conn, StreamState("events", "2026-03-01", "2026-03-01T10:00:00+00:00", {"pages": 3})
+    )
+    await state.upsert(conn, StreamState("events", "2026-03-02", None))
+    assert len(await state.partitions(conn, "events")) == 2
+    got = await state.get(conn, "events", "2026-03-01")
+    assert got is not None and got.state == {"pages": 3}
+    assert await state.clear(conn, "events") == 2
+    runs = SyncRunRepository()
+    run_id = await runs.start(conn, "events")
+    await runs.quarantine(
+        conn, run_id=run_id, stream="events", record_id="e1", reason="no datetime", raw={"id": "e1"}
+    )
+    await runs.finish(
+        conn,
+        run_id,
+        status="succeeded",
+        rows={"klaviyo_events": 10},
+        api_calls=3,
+        retries=1,
+        rate_limited=1,
+        errors=0,
+        quarantined=1,
+    )
+    run = await runs.get(conn, run_id)
+    assert run is not None and run.status == "succeeded" and run.rows == {"klaviyo_events": 10}
+    assert run.duration_ms is not None and run.quarantined == 1
+    other = await runs.start(conn, "profiles")
+    assert [r.id for r in await runs.recent(conn)] == [other, run_id]
+    assert {r.stream for r in await runs.last_per_stream(conn)} == {"events", "profiles"}
+
+
+async def test_repositories_never_commit(database: Database) -> None:
+    async with database.connection() as c:
+        async with c.transaction(force_rollback=True):
+            await MetricRepository().upsert_many(c, [Metric("m-x", "X")])
+        assert await MetricRepository().count(c) == 0
