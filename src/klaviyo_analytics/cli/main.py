@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from klaviyo_analytics.cli import db, demo
+from klaviyo_analytics.cli import db, demo, sandbox
 
 app = typer.Typer(
     name="klaviyo-analytics",
@@ -15,6 +15,7 @@ app = typer.Typer(
 app.add_typer(db.migrate_app, name="migrate")
 app.command("maintenance")(db.maintenance_command)
 app.command("demo")(demo.demo_command)
+sandbox.register(app)
 
 
 def main() -> None:
