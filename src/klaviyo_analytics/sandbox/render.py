@@ -372,7 +372,13 @@ class Renderer:
                 "data": {"unit": "hours", "value": action.delay_s // 3600},
             }
         else:
-            definition = {"id": action.id, "type": f"send-{action.kind}", "data": None}
+            assert action.message_index is not None
+            message = self.cat.flow_messages[action.message_index]
+            definition = {
+                "id": action.id,
+                "type": f"send-{action.kind}",
+                "data": {"status": "live", "message": self.flow_message_definition(message)},
+            }
         messages = (
             []
             if action.message_index is None
@@ -388,19 +394,22 @@ class Renderer:
             "links": {"self": f"{base}/api/flow-actions/{action.id}/"},
         }  # fmt: skip
 
-    def flow_message(self, message: FlowMessage, base: str) -> Json:
-        """Render a flow message."""
-        fl = self.cat.flows[message.flow_index]
+    def flow_message_definition(self, message: FlowMessage) -> Json:
+        """Return a flow message's content definition (FlowEmail or FlowSms)."""
         if message.channel == "email":
-            definition: Json = {
+            return {
                 "name": message.name,
                 "subject_line": message.name,
                 "from_email": "hello@shop.example.com",
                 "from_label": "Sandbox",
                 "template_id": message.template_id,
             }
-        else:
-            definition = {"name": message.name, "body": f"{message.name}: reply STOP to end"}
+        return {"name": message.name, "body": f"{message.name}: reply STOP to end"}
+
+    def flow_message(self, message: FlowMessage, base: str) -> Json:
+        """Render a flow message."""
+        fl = self.cat.flows[message.flow_index]
+        definition = self.flow_message_definition(message)
         return {
             "type": "flow-message",
             "id": message.id,
