@@ -1,0 +1,408 @@
+"""Point-in-time recovery: WAL archiving, base backups, and recovery into a new data directory.
+
+Layout under BACKUP_DIR:
+    wal/                    every completed WAL segment, copied there by the server's
+                            archive_command
+    base/<timestamp>/       a pg_basebackup in tar format (base.tar.gz, pg_wal.tar.gz) and
+                            base.json (times, server version, user)
+
+Recovery extracts the newest base backup finished before the target time into a fresh folder,
+adds restore_command / recovery_target_time / recovery_target_action=promote and
+recovery.signal, and starts a server there; it replays archived WAL up to the target and
+promotes. It can only reach times whose WAL has been archived: a segment is archived when it is
+full, after `archive_timeout`, or on `pg_switch_wal()` (see `switch_wal`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shlex
+import shutil
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from klaviyo_analytics.backup.errors import BackupError, RecoveryError
+from klaviyo_analytics.backup.metadata import Clock, utc_now, write_json_atomic
+from klaviyo_analytics.backup.tools import (
+    PgTools,
+    connect,
+    find_tools,
+    grant_server_access,
+    run_tool,
+    server_user,
+    tail,
+    tool_env,
+)
+from klaviyo_analytics.db.embedded import EmbeddedPostgres
+from klaviyo_analytics.db.pool import describe_target
+from klaviyo_analytics.errors import DatabaseUnavailableError
+
+logger = logging.getLogger(__name__)
+
+ARCHIVE_CONF = "klaviyo_analytics_archive.conf"
+ARCHIVE_TIMEOUT = "'300s'"
+BASE_META = "base.json"
+RECOVERY_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class BaseBackup:
+    """One base backup under BACKUP_DIR/base/."""
+
+    path: Path
+    started_at: datetime
+    finished_at: datetime
+    server_version: str
+    server_major: int
+    user: str
+
+
+@dataclass(frozen=True)
+class RecoveredServer:
+    """A server brought up on a recovered data directory."""
+
+    data_dir: Path
+    socket_dir: Path
+    port: int
+    user: str
+    base: BaseBackup
+    duration_s: float
+
+    def conninfo(self, dbname: str = "postgres") -> str:
+        """Return the connection string of database `dbname` on the recovered server."""
+        return make_conninfo(
+            host=str(self.socket_dir), port=str(self.port), user=self.user, dbname=dbname
+        )
+
+
+def wal_dir_of(backup_dir: Path) -> Path:
+    """Return the WAL archive folder under `backup_dir`."""
+    return backup_dir / "wal"
+
+
+def archive_settings(wal_dir: Path) -> dict[str, str]:
+    """Return the server settings that archive every WAL segment into `wal_dir`.
+
+    The copy goes through a temporary name and never overwrites a segment already archived.
+    """
+    target = shlex.quote(f"{wal_dir}/%f")
+    partial = shlex.quote(f"{wal_dir}/.%f.partial")
+    command = f"test ! -f {target} && cp %p {partial} && mv {partial} {target}"
+    return {
+        "archive_mode": "on",
+        "archive_command": _conf_quote(command),
+        "archive_timeout": ARCHIVE_TIMEOUT,
+    }
+
+
+def external_setup_instructions(wal_dir: Path) -> str:
+    """Return what an administrator must do to enable archiving on a server we do not run."""
+    settings = archive_settings(wal_dir)
+    lines = [f"ALTER SYSTEM SET {k} = {v};" for k, v in settings.items()]
+    return (
+        "WAL archiving is off on this server. As a superuser run:\n  "
+        + "\n  ".join(lines)
+        + f"\nthen restart the server (archive_mode needs a restart). {wal_dir} must be writable "
+        "by the server's system user, on the server's machine. pg_basebackup needs a role with "
+        "REPLICATION (ALTER ROLE <user> REPLICATION) and a `replication` line in pg_hba.conf."
+    )
+
+
+def archiving_enabled(conninfo: str) -> bool:
+    """Say whether the server of `conninfo` archives WAL (archive_mode on, a command set)."""
+    with connect(conninfo) as conn:
+        mode = conn.execute("SHOW archive_mode").fetchone()
+        command = conn.execute("SHOW archive_command").fetchone()
+    return bool(
+        mode and mode[0] in ("on", "always") and command and command[0] not in ("", "(disabled)")
+    )
+
+
+def enable_embedded_archiving(server: EmbeddedPostgres, wal_dir: Path) -> bool:
+    """Make the running embedded `server` archive WAL into `wal_dir`; return whether it restarted.
+
+    The settings go into an include file of the data directory, so they survive later starts
+    that know nothing of backups. archive_mode needs a restart, done here when it was off.
+    """
+    wal_dir.mkdir(parents=True, exist_ok=True)
+    grant_server_access(wal_dir)
+    conf = server.data_dir / ARCHIVE_CONF
+    lines = [f"{k} = {v}\n" for k, v in archive_settings(wal_dir).items()]
+    conf.write_text("# Written by `klaviyo-analytics backup pitr setup`.\n" + "".join(lines))
+    grant_server_access(conf)
+    main = server.data_dir / "postgresql.conf"
+    include = f"include_if_exists = '{ARCHIVE_CONF}'\n"
+    if include not in main.read_text():
+        with main.open("a") as fh:
+            fh.write("\n" + include)
+    if archiving_enabled(server.conninfo()):
+        with connect(server.conninfo()) as conn:
+            conn.execute("SELECT pg_reload_conf()")
+        return False
+    logger.info("restarting embedded PostgreSQL in %s to turn on WAL archiving", server.data_dir)
+    server.restart()
+    return True
+
+
+def take_base_backup(
+    *, conninfo: str, backup_dir: Path, tools: PgTools | None = None, clock: Clock = utc_now
+) -> BaseBackup:
+    """Take a compressed tar-format base backup into `backup_dir/base/<timestamp>/`.
+
+    Raises RecoveryError when the server does not archive WAL (a base backup alone cannot
+    reach a later time), BackupError when pg_basebackup fails (nothing partial is left).
+    """
+    if not archiving_enabled(conninfo):
+        raise RecoveryError(
+            f"WAL archiving is off on {describe_target(conninfo)}; run `backup pitr setup` first"
+        )
+    with connect(conninfo) as conn:
+        number = conn.info.server_version
+    major = number // 10000
+    tools = tools or find_tools(min_major=major, prefer_major=major)
+    started = clock()
+    stamp = started.strftime("%Y%m%dT%H%M%S%fZ")
+    final = backup_dir / "base" / stamp
+    partial = final.with_name(f".{stamp}.partial")
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        run_tool(
+            [
+                tools.program("pg_basebackup"),
+                "--no-password",
+                f"--pgdata={partial}",
+                "--format=tar",
+                "--gzip",
+                "--wal-method=stream",
+                "--checkpoint=fast",
+                f"--label=klaviyo-analytics {stamp}",
+            ],
+            env=tool_env(conninfo),
+            what=f"base backup of {describe_target(conninfo)} into {final}",
+        )
+        finished = clock()
+        user = str(conninfo_to_dict(conninfo).get("user") or os.environ.get("USER", "postgres"))
+        base = BaseBackup(final, started, finished, f"{major}.{number % 10000}", major, user)
+        write_json_atomic(
+            partial / BASE_META,
+            {
+                "started_at": started.isoformat(),
+                "finished_at": finished.isoformat(),
+                "server_version": base.server_version,
+                "server_major": major,
+                "user": user,
+            },
+        )
+        os.replace(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    logger.info("base backup written to %s", final)
+    return base
+
+
+def list_base_backups(backup_dir: Path) -> list[BaseBackup]:
+    """Return the base backups under `backup_dir/base/`, newest first."""
+    found = []
+    for meta in (backup_dir / "base").glob(f"*/{BASE_META}"):
+        try:
+            raw = json.loads(meta.read_text())
+            found.append(
+                BaseBackup(
+                    path=meta.parent,
+                    started_at=datetime.fromisoformat(raw["started_at"]),
+                    finished_at=datetime.fromisoformat(raw["finished_at"]),
+                    server_version=raw["server_version"],
+                    server_major=int(raw["server_major"]),
+                    user=raw["user"],
+                )
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            logger.warning("skipping base backup %s: %s", meta.parent, exc)
+    return sorted(found, key=lambda b: b.finished_at, reverse=True)
+
+
+def switch_wal(conninfo: str, *, timeout_s: float = 30.0) -> str:
+    """Close the current WAL segment and wait until the server has archived it; return its name.
+
+    Raises RecoveryError when archiving does not catch up within `timeout_s` (see
+    pg_stat_archiver's last_failed_wal on the server).
+    """
+    with connect(conninfo) as conn:
+        row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+        assert row is not None
+        segment = str(row[0])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            done = conn.execute(
+                "SELECT last_archived_wal, last_failed_wal FROM pg_stat_archiver"
+            ).fetchone()
+            if done is not None and done[0] is not None and str(done[0]) >= segment:
+                return segment
+            time.sleep(0.1)
+    raise RecoveryError(
+        f"WAL segment {segment} of {describe_target(conninfo)} was not archived within "
+        f"{timeout_s:g}s (last failed: {done[1] if done else 'unknown'})"
+    )
+
+
+def recover_to(
+    *,
+    backup_dir: Path,
+    target_time: datetime,
+    target_dir: Path,
+    port: int | None = None,
+    tools: PgTools | None = None,
+) -> RecoveredServer:
+    """Bring up a server in `target_dir` holding the database as it was at `target_time`.
+
+    Without `port` the server listens on a Unix socket only (port 5432 in its own folder).
+    Raises RecoveryError when `target_time` has no time zone, no base backup finished before it,
+    `target_dir` is not empty, or the server fails to reach the target (the log's tail says
+    why; usually the WAL up to that time has not been archived).
+    """
+    started = time.monotonic()
+    if target_time.tzinfo is None:
+        raise RecoveryError(f"target time {target_time} needs a time zone, e.g. +00")
+    bases = [b for b in list_base_backups(backup_dir) if b.finished_at <= target_time]
+    if not bases:
+        raise RecoveryError(
+            f"no base backup in {backup_dir / 'base'} finished before {target_time.isoformat()}"
+        )
+    base = bases[0]
+    if target_dir.exists() and any(target_dir.iterdir()):
+        raise RecoveryError(f"target folder {target_dir} is not empty")
+    tools = tools or find_tools(min_major=base.server_major, exact=True)
+    tools.program("postgres")
+    target_dir = target_dir.resolve()
+    _extract(base, target_dir)
+    socket_dir = _socket_dir(target_dir)
+    wal_dir = wal_dir_of(backup_dir).resolve()
+    restore = f"cp {shlex.quote(f'{wal_dir}/%f')} %p"
+    settings = {
+        "restore_command": _conf_quote(restore),
+        "recovery_target_time": _conf_quote(target_time.isoformat(sep=" ")),
+        "recovery_target_action": "'promote'",
+        # The copy must not archive into the live server's WAL folder.
+        "archive_mode": "off",
+        "port": str(port or 5432),
+        "listen_addresses": "'localhost'" if port else "''",
+        "unix_socket_directories": _conf_quote(str(socket_dir)),
+        "shared_buffers": "'128MB'",
+    }
+    with (target_dir / "postgresql.auto.conf").open("a") as fh:
+        fh.write("# Point-in-time recovery, written by klaviyo-analytics.\n")
+        fh.writelines(f"{k} = {v}\n" for k, v in settings.items())
+    (target_dir / "recovery.signal").touch()
+    target_dir.chmod(0o700)
+    grant_server_access(target_dir, recursive=True)
+    grant_server_access(wal_dir)
+    log = target_dir / "recovery.log"
+    try:
+        run_tool(
+            [
+                tools.program("pg_ctl"),
+                "-D",
+                str(target_dir),
+                "-w",
+                "-t",
+                "120",
+                "-l",
+                str(log),
+                "start",
+            ],
+            env=tool_env(""),
+            what=f"starting the recovered server in {target_dir}",
+            user=server_user(),
+        )
+    except BackupError as exc:
+        raise RecoveryError(f"{exc}; server log: {_log_tail(log)}") from exc
+    server = RecoveredServer(target_dir, socket_dir, port or 5432, base.user, base, 0.0)
+    _wait_promoted(server, log)
+    return RecoveredServer(
+        target_dir, socket_dir, server.port, base.user, base, round(time.monotonic() - started, 3)
+    )
+
+
+def stop_server(data_dir: Path, *, tools: PgTools | None = None) -> None:
+    """Stop the server running on `data_dir` (a fast, clean shutdown).
+
+    Raises RecoveryError when no server runs there.
+    """
+    version_file = data_dir / "PG_VERSION"
+    if not version_file.is_file():
+        raise RecoveryError(f"{data_dir} is not a PostgreSQL data folder")
+    major = int(version_file.read_text().strip())
+    tools = tools or find_tools(min_major=major, exact=True)
+    try:
+        run_tool(
+            [tools.program("pg_ctl"), "-D", str(data_dir), "-w", "-m", "fast", "stop"],
+            env=tool_env(""),
+            what=f"stopping the server in {data_dir}",
+            user=server_user(),
+        )
+    except BackupError as exc:
+        raise RecoveryError(str(exc)) from exc
+
+
+def _extract(base: BaseBackup, target_dir: Path) -> None:
+    target_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(base.path / "base.tar.gz") as tar:
+            tar.extractall(target_dir, filter="data")
+        wal_tar = base.path / "pg_wal.tar.gz"
+        if wal_tar.exists():
+            with tarfile.open(wal_tar) as tar:
+                tar.extractall(target_dir / "pg_wal", filter="data")
+    except (OSError, tarfile.TarError) as exc:
+        raise RecoveryError(f"cannot extract base backup {base.path}: {exc}") from exc
+    for leftover in ("postmaster.pid", "postmaster.opts", "server.log"):
+        (target_dir / leftover).unlink(missing_ok=True)
+
+
+def _wait_promoted(server: RecoveredServer, log: Path) -> None:
+    deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            with connect(server.conninfo()) as conn:
+                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+            if row is not None and row[0] is False:
+                return
+        except DatabaseUnavailableError as exc:
+            if not (server.data_dir / "postmaster.pid").exists():
+                raise RecoveryError(
+                    f"the recovered server in {server.data_dir} stopped: {_log_tail(log)}"
+                ) from exc
+        time.sleep(0.2)
+    raise RecoveryError(f"recovery in {server.data_dir} did not finish: {_log_tail(log)}")
+
+
+def _socket_dir(data_dir: Path) -> Path:
+    # Unix socket paths are limited to about 107 bytes.
+    if len(str(data_dir / ".s.PGSQL.65535")) <= 100:
+        return data_dir
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
+    folder = Path(tempfile.gettempdir()) / f"klaviyo-analytics-pitr-{digest}"
+    folder.mkdir(exist_ok=True)
+    folder.chmod(0o777)
+    return folder
+
+
+def _conf_quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _log_tail(log: Path) -> str:
+    try:
+        return tail(log.read_text(errors="replace"), 6)
+    except OSError:
+        return "(no server log)"
