@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from klaviyo_analytics.cli import db, demo, sandbox
+from klaviyo_analytics.cli.backup import backup_app
 
 app = typer.Typer(
     name="klaviyo-analytics",
@@ -15,6 +16,7 @@ app = typer.Typer(
 app.add_typer(db.migrate_app, name="migrate")
 app.command("maintenance")(db.maintenance_command)
 app.command("demo")(demo.demo_command)
+app.add_typer(backup_app, name="backup")
 sandbox.register(app)
 
 
