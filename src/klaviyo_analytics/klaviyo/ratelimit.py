@@ -11,6 +11,10 @@ limit; the log never does.
 Waiters for one operation queue in FIFO order behind an `asyncio.Lock`, so concurrent tasks are
 spread evenly instead of stampeding when a window opens. A 429's `Retry-After` blocks the whole
 operation (`block`), so the other tasks wait too instead of collecting 429s of their own.
+
+Each window is kept `margin_s` longer than Klaviyo's: we time a request when it leaves, Klaviyo
+when it arrives, and a request that opens a new connection arrives later than one that reuses a
+kept-alive connection, so without a margin a batch can look denser at the server than it was.
 """
 
 from __future__ import annotations
@@ -91,9 +95,9 @@ class _Window:
 
 
 class _OperationLimiter:
-    def __init__(self, limit: RateLimit) -> None:
+    def __init__(self, limit: RateLimit, margin_s: float) -> None:
         self.lock = asyncio.Lock()
-        self.windows = [_Window(n, period) for n, period in limit.windows()]
+        self.windows = [_Window(n, period + margin_s) for n, period in limit.windows()]
         self.blocked_until = float("-inf")
 
 
@@ -110,7 +114,11 @@ class RateLimiter:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         default: RateLimit = DEFAULT_RATE_LIMIT,
+        margin_s: float = 0.1,
     ) -> None:
+        if margin_s < 0:
+            raise ValueError(f"margin_s must not be negative, got {margin_s}")
+        self._margin_s = margin_s
         self._limits = dict(limits)
         self._default = default
         self._clock = clock
@@ -120,7 +128,8 @@ class RateLimiter:
     def _operation(self, operation: str) -> _OperationLimiter:
         state = self._operations.get(operation)
         if state is None:
-            state = _OperationLimiter(self._limits.get(operation, self._default))
+            limit = self._limits.get(operation, self._default)
+            state = _OperationLimiter(limit, self._margin_s)
             self._operations[operation] = state
         return state
 

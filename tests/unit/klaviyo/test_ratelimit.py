@@ -35,19 +35,27 @@ async def send_times(limiter: RateLimiter, time: FakeTime, operation: str, n: in
 
 async def test_concurrent_requests_are_spread_over_the_burst_window() -> None:
     time = FakeTime()
-    limiter = RateLimiter({"op": RateLimit(2, 100)}, clock=time.clock, sleep=time.sleep)
+    limiter = RateLimiter({"op": RateLimit(2, 100)}, clock=time.clock, sleep=time.sleep, margin_s=0)
     assert await send_times(limiter, time, "op", 7) == [0, 0, 1, 1, 2, 2, 3]
+
+
+async def test_windows_keep_a_margin_for_network_jitter() -> None:
+    time = FakeTime()
+    limiter = RateLimiter({"op": RateLimit(2, 100)}, clock=time.clock, sleep=time.sleep)
+    assert await send_times(limiter, time, "op", 3) == [0, 0, pytest.approx(1.1)]
 
 
 async def test_the_steady_window_holds_requests_for_the_rest_of_the_minute() -> None:
     time = FakeTime()
-    limiter = RateLimiter({"op": RateLimit(1, 2, 225)}, clock=time.clock, sleep=time.sleep)
+    limiter = RateLimiter(
+        {"op": RateLimit(1, 2, 225)}, clock=time.clock, sleep=time.sleep, margin_s=0
+    )
     assert await send_times(limiter, time, "op", 5) == [0, 1, 60, 61, 120]
 
 
 async def test_no_sliding_minute_ever_holds_more_than_the_steady_limit() -> None:
     time = FakeTime()
-    limiter = RateLimiter({"op": RateLimit(5, 12)}, clock=time.clock, sleep=time.sleep)
+    limiter = RateLimiter({"op": RateLimit(5, 12)}, clock=time.clock, sleep=time.sleep, margin_s=0)
     times = await send_times(limiter, time, "op", 60)
     for start in times:
         assert sum(start <= t < start + 60 for t in times) <= 12
@@ -56,14 +64,16 @@ async def test_no_sliding_minute_ever_holds_more_than_the_steady_limit() -> None
 
 async def test_the_daily_limit_is_a_window_too() -> None:
     time = FakeTime()
-    limiter = RateLimiter({"op": RateLimit(10, 100, 3)}, clock=time.clock, sleep=time.sleep)
+    limiter = RateLimiter(
+        {"op": RateLimit(10, 100, 3)}, clock=time.clock, sleep=time.sleep, margin_s=0
+    )
     assert await send_times(limiter, time, "op", 4) == [0, 0, 0, 86_400]
 
 
 async def test_operations_are_limited_independently() -> None:
     time = FakeTime()
     limits = {"slow": RateLimit(1, 60), "fast": RateLimit(100, 1000)}
-    limiter = RateLimiter(limits, clock=time.clock, sleep=time.sleep)
+    limiter = RateLimiter(limits, clock=time.clock, sleep=time.sleep, margin_s=0)
     await limiter.acquire("slow")
     await limiter.acquire("fast")
     await limiter.acquire("fast")
@@ -72,7 +82,9 @@ async def test_operations_are_limited_independently() -> None:
 
 async def test_a_block_holds_every_request_of_the_operation() -> None:
     time = FakeTime()
-    limiter = RateLimiter({"op": RateLimit(10, 100)}, clock=time.clock, sleep=time.sleep)
+    limiter = RateLimiter(
+        {"op": RateLimit(10, 100)}, clock=time.clock, sleep=time.sleep, margin_s=0
+    )
     limiter.block("op", 30)
     assert await send_times(limiter, time, "op", 2) == [30, 30]
 
@@ -85,7 +97,7 @@ async def test_the_client_spreads_concurrent_calls_of_an_operation() -> None:
         arrivals.append(time.now)
         return jsonapi(page_body([event("e1")]))
 
-    limiter = RateLimiter(RATE_LIMITS, clock=time.clock, sleep=time.sleep)
+    limiter = RateLimiter(RATE_LIMITS, clock=time.clock, sleep=time.sleep, margin_s=0)
     async with make_client(handler, time, limiter=limiter) as client:
 
         async def list_flows() -> None:
@@ -110,7 +122,9 @@ async def test_a_429_holds_the_other_requests_of_that_operation_too() -> None:
             return jsonapi({"errors": []}, 429, **{"Retry-After": "10"})
         return jsonapi(page_body([]))
 
-    limiter = RateLimiter({"get_lists": RateLimit(1, 100)}, clock=time.clock, sleep=time.sleep)
+    limiter = RateLimiter(
+        {"get_lists": RateLimit(1, 100)}, clock=time.clock, sleep=time.sleep, margin_s=0
+    )
     async with make_client(handler, time, limiter=limiter) as client:
 
         async def list_lists() -> None:
