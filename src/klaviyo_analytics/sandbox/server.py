@@ -62,7 +62,9 @@ class SandboxServer:
         """Listen and serve in a background thread; raise SandboxStartError if it fails."""
         if self._server is not None:
             return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on such sockets, and without
+        # it Nagle's algorithm meets delayed ACKs and every response takes ~40 ms.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self._port))
         self._socket = sock
