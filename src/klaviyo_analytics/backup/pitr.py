@@ -138,7 +138,6 @@ def enable_embedded_archiving(server: EmbeddedPostgres, wal_dir: Path) -> bool:
     conf = server.data_dir / ARCHIVE_CONF
     lines = [f"{k} = {v}\n" for k, v in archive_settings(wal_dir).items()]
     conf.write_text("# Written by `klaviyo-analytics backup pitr setup`.\n" + "".join(lines))
-    grant_server_access(conf)
     main = server.data_dir / "postgresql.conf"
     include = f"include_if_exists = '{ARCHIVE_CONF}'\n"
     if include not in main.read_text():
@@ -365,8 +364,10 @@ def _extract(base: BaseBackup, target_dir: Path) -> None:
                 tar.extractall(target_dir / "pg_wal", filter="data")
     except (OSError, tarfile.TarError) as exc:
         raise RecoveryError(f"cannot extract base backup {base.path}: {exc}") from exc
-    for leftover in ("postmaster.pid", "postmaster.opts", "server.log"):
-        (target_dir / leftover).unlink(missing_ok=True)
+    # The live server may keep its socket (and the socket's lock file) in its data folder.
+    leftovers = [target_dir / n for n in ("postmaster.pid", "postmaster.opts", "server.log")]
+    for leftover in [*leftovers, *target_dir.glob(".s.PGSQL.*")]:
+        leftover.unlink(missing_ok=True)
 
 
 def _wait_promoted(server: RecoveredServer, log: Path) -> None:
