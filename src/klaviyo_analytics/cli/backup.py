@@ -85,6 +85,7 @@ def create_command(
             f"{info.duration_s:.2f}s, {len(info.row_counts)} tables, "
             f"{sum(info.row_counts.values()):,} rows)",
             highlight=False,
+            soft_wrap=True,
         )
         if result.verification is not None:
             how = "checksum, contents and trial restore" if test else "checksum and contents"
@@ -236,10 +237,15 @@ def pitr_restore_command(
             f"in {server.duration_s:.1f}s",
             highlight=False,
         )
-        console.print(f'connect: psql "{server.conninfo(settings.db_name)}"', highlight=False)
+        console.print(
+            f'connect: psql "{server.conninfo(settings.db_name)}"', highlight=False, soft_wrap=True
+        )
+        if port:
+            console.print(f"     or: psql -h localhost -p {port} -U {server.user}", soft_wrap=True)
         console.print(
             f"stop:    klaviyo-analytics backup pitr stop --target-dir {server.data_dir}",
             highlight=False,
+            soft_wrap=True,
         )
 
 
