@@ -62,7 +62,9 @@ def test_roundtrip_restores_every_table_identically_into_a_new_database(
     assert stats.successes == 1 and stats.failures == 0 and stats.last_duration_s is not None
 
 
-def test_trial_restore_compares_with_counts_taken_at_dump_time_not_live_ones(seeded: str, tmp_path: Path) -> None:
+def test_trial_restore_compares_with_counts_taken_at_dump_time_not_live_ones(
+    seeded: str, tmp_path: Path
+) -> None:
     result = create_backup(conninfo=seeded, backup_dir=tmp_path, kind="hourly", verify=False)
     with psycopg.connect(seeded, autocommit=True) as conn:
         conn.execute("DELETE FROM sync_state")
