@@ -24,6 +24,8 @@ LIMITS: dict[str, tuple[int, int, int | None]] = {
     "get_flow_action_messages": (3, 60, None),
     "get_lists": (75, 750, None),
     "get_segments": (75, 750, None),
+    "get_list": (75, 750, None),
+    "get_segment": (75, 750, None),
     "get_forms": (3, 60, None),
     "get_templates": (75, 750, None),
     "query_campaign_values": (1, 2, 225),

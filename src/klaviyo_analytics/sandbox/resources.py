@@ -237,6 +237,23 @@ def route_table(state: SandboxState) -> dict[str, Callable[..., Any]]:
 
         return handler
 
+    def group(kind: str) -> Callable[[Request], Any]:
+        by_group_id = {g.id: g for g in (cat.lists if kind == "list" else cat.segments)}
+
+        async def handler(request: Request) -> Response:
+            headers = state.guard(request, f"get_{kind}")
+            ident = request.path_params["id"]
+            entry = by_group_id.get(ident)
+            if entry is None:
+                raise _not_found(kind, ident)
+            doc = r.group(kind, entry.index, base_url(request))
+            extra = request.query_params.get(f"additional-fields[{kind}]", "")
+            if "profile_count" in extra.split(","):
+                doc["attributes"]["profile_count"] = r.group_size(kind, entry.index)
+            return respond({"data": doc, "links": {"self": str(request.url)}}, headers)
+
+        return handler
+
     async def forms(request: Request) -> Response:
         return paged(state, request, operation="get_forms", items=cat.forms,
                      render=lambda x, b: r.form(x.index, b), resource="form", allowed=f.FORMS,
@@ -266,7 +283,9 @@ def route_table(state: SandboxState) -> dict[str, Callable[..., Any]]:
         "/api/flows/{id}/flow-actions": flow_actions,
         "/api/flow-actions/{id}/flow-messages": flow_messages,
         "/api/lists": groups("list"),
+        "/api/lists/{id}": group("list"),
         "/api/segments": groups("segment"),
+        "/api/segments/{id}": group("segment"),
         "/api/forms": forms,
         "/api/templates": templates,
     }

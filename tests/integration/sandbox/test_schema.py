@@ -106,3 +106,18 @@ def test_error_bodies_match_spec(api: httpx.Client, check_response: SchemaCheck)
     response = api.get("/api/events", params={"filter": "equals(nope,1)"})
     assert response.status_code == 400
     check_response("get", "/api/events", 400, response.json())
+
+
+@pytest.mark.parametrize("kind", ["list", "segment"])
+def test_single_list_and_segment_with_profile_count_match_spec(
+    api: httpx.Client, check_response: SchemaCheck, kind: str
+) -> None:
+    ident = api.get(f"/api/{kind}s").json()["data"][0]["id"]
+    response = api.get(
+        f"/api/{kind}s/{ident}", params={f"additional-fields[{kind}]": "profile_count"}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    check_response("get", f"/api/{kind}s/{{id}}", 200, body)
+    assert body["data"]["attributes"]["profile_count"] > 0
+    assert api.get(f"/api/{kind}s/nope").status_code == 404
