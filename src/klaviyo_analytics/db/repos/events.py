@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -44,18 +44,43 @@ class EventRepository(Repository[Event]):
         super().__init__("klaviyo_events", Event, ("id", "timestamp"))
 
     async def before_merge(self, conn: Conn, stage: sql.Identifier) -> None:
-        """Create stub rows for unknown profiles and metrics the staged events name."""
+        """Create stub rows for unknown profiles and metrics the staged events name.
+
+        Ids are inserted in sorted order so that concurrent batches naming the same profiles
+        lock them in the same order and cannot deadlock.
+        """
         await conn.execute(
             sql.SQL(
                 "INSERT INTO klaviyo_profiles (id, is_stub) SELECT DISTINCT profile_id, true"
-                " FROM {s} WHERE profile_id IS NOT NULL ON CONFLICT (id) DO NOTHING"
+                " FROM {s} WHERE profile_id IS NOT NULL ORDER BY 1 ON CONFLICT (id) DO NOTHING"
             ).format(s=stage)
         )
         await conn.execute(
             sql.SQL(
                 "INSERT INTO klaviyo_metrics (id, name) SELECT DISTINCT metric_id, metric_id"
-                " FROM {s} ON CONFLICT (id) DO NOTHING"
+                " FROM {s} ORDER BY 1 ON CONFLICT (id) DO NOTHING"
             ).format(s=stage)
+        )
+
+    async def ensure_references(self, conn: Conn, events: Sequence[Event]) -> None:
+        """Create stub profiles and metrics for a batch ahead of writing it.
+
+        Run in a short transaction of its own, this keeps stub-row locks out of the long
+        transaction that writes the events, so concurrent writers do not queue behind it.
+        """
+        profiles = sorted({e.profile_id for e in events if e.profile_id is not None})
+        metrics = sorted({e.metric_id for e in events})
+        await conn.execute(
+            "INSERT INTO klaviyo_profiles (id, is_stub) SELECT p, true FROM unnest(%s::text[]) AS p"
+            " WHERE NOT EXISTS (SELECT 1 FROM klaviyo_profiles WHERE id = p)"
+            " ORDER BY 1 ON CONFLICT (id) DO NOTHING",
+            (profiles,),
+        )
+        await conn.execute(
+            "INSERT INTO klaviyo_metrics (id, name) SELECT m, m FROM unnest(%s::text[]) AS m"
+            " WHERE NOT EXISTS (SELECT 1 FROM klaviyo_metrics WHERE id = m)"
+            " ORDER BY 1 ON CONFLICT (id) DO NOTHING",
+            (metrics,),
         )
 
     async def staged_range(self, conn: Conn) -> TimeRange | None:
