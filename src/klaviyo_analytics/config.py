@@ -152,6 +152,22 @@ class Settings(BaseSettings):
         default="https://a.klaviyo.com",
         validation_alias=AliasChoices("KLAVIYO_BASE_URL", "klaviyo_base_url"),
     )
+    sync_concurrency: int = Field(
+        default=16,
+        ge=1,
+        le=64,
+        validation_alias=AliasChoices("SYNC_CONCURRENCY", "sync_concurrency"),
+    )
+    sync_backfill_days: int = Field(
+        default=365,
+        ge=1,
+        le=3650,
+        validation_alias=AliasChoices("SYNC_BACKFILL_DAYS", "sync_backfill_days"),
+    )
+    archive_raw_responses: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("ARCHIVE_RAW_RESPONSES", "archive_raw_responses"),
+    )
     account_timezone: str | None = Field(
         default=None, validation_alias=AliasChoices("ACCOUNT_TIMEZONE", "account_timezone")
     )

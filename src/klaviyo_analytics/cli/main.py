@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from klaviyo_analytics.cli import db, demo, sandbox
+from klaviyo_analytics.cli import db, demo, sandbox, sync
 from klaviyo_analytics.cli.backup import backup_app
 
 app = typer.Typer(
@@ -16,6 +16,7 @@ app = typer.Typer(
 app.add_typer(db.migrate_app, name="migrate")
 app.command("maintenance")(db.maintenance_command)
 app.command("demo")(demo.demo_command)
+app.command("sync")(sync.sync_command)
 app.add_typer(backup_app, name="backup")
 sandbox.register(app)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -12,7 +13,11 @@ from psycopg import sql
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.embedded import EmbeddedPostgres
 from klaviyo_analytics.db.pool import Database, build_conninfo
+from klaviyo_analytics.errors import ConfigurationError
+from klaviyo_analytics.klaviyo import KlaviyoClient
 from klaviyo_analytics.retry import RetryPolicy
+from klaviyo_analytics.sync.events import EventSyncOptions
+from klaviyo_analytics.sync.runner import SyncOptions
 
 logger = logging.getLogger(__name__)
 
@@ -99,3 +104,27 @@ async def check_reachable(settings: Settings, conninfo: str) -> None:
     )
     await probe.open()
     await probe.close()
+
+
+def klaviyo_client(settings: Settings, **overrides: Any) -> KlaviyoClient:
+    """Return a Klaviyo client for the configured account (not yet opened).
+
+    Raises ConfigurationError when KLAVIYO_API_KEY is not set.
+    """
+    if settings.klaviyo_api_key is None:
+        raise ConfigurationError("KLAVIYO_API_KEY is not set: a private API key is needed to sync")
+    return KlaviyoClient(
+        api_key=settings.klaviyo_api_key, base_url=settings.klaviyo_base_url, **overrides
+    )
+
+
+def sync_options(settings: Settings) -> SyncOptions:
+    """Return the sync's options from the settings."""
+    return SyncOptions(
+        events=EventSyncOptions(
+            concurrency=settings.sync_concurrency, archive_raw=settings.archive_raw_responses
+        ),
+        default_backfill_days=settings.sync_backfill_days,
+        archive_raw=settings.archive_raw_responses,
+        timezone=settings.account_timezone,
+    )

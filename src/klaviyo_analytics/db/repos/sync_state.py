@@ -150,3 +150,28 @@ class SyncRunRepository:
             "INSERT INTO sync_quarantine (run_id, stream, record_id, reason, raw) VALUES (%s, %s, %s, %s, %s)",
             (run_id, stream, record_id, reason, Jsonb(raw)),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One group's statistics from a Klaviyo values or series report."""
+
+    report_type: str
+    timeframe: str
+    source_id: str
+    message_id: str = ""
+    channel: str | None = None
+    statistics: dict[str, Any] = field(default_factory=dict)
+    date_times: list[str] | None = None
+
+
+class ReportRepository(Repository[Report]):
+    """Reporting API results."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "klaviyo_reports",
+            Report,
+            ("report_type", "timeframe", "source_id", "message_id"),
+            touched="fetched_at",
+        )

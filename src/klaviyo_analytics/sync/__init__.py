@@ -1,0 +1,1 @@
+"""The sync engine: incremental, resumable, idempotent copies of a Klaviyo account."""

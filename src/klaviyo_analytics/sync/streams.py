@@ -1,0 +1,310 @@
+"""One function per entity stream; each writes page by page through the repositories.
+
+Every page is one transaction: its rows, its quarantined records, its archived body and (where
+the stream is incremental) its state move together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
+
+from klaviyo_analytics import klaviyo as k
+from klaviyo_analytics.db.pool import Conn, Database
+from klaviyo_analytics.db.repos.audiences import FormRepository, ListRepository, SegmentRepository
+from klaviyo_analytics.db.repos.base import Repository
+from klaviyo_analytics.db.repos.campaigns import CampaignMessageRepository, CampaignRepository
+from klaviyo_analytics.db.repos.flows import (
+    FlowActionRepository,
+    FlowMessageRepository,
+    FlowRepository,
+)
+from klaviyo_analytics.db.repos.metrics import MetricRepository
+from klaviyo_analytics.db.repos.profiles import ProfileRepository
+from klaviyo_analytics.db.repos.sync_state import (
+    Report,
+    ReportRepository,
+    StreamState,
+    SyncStateRepository,
+)
+from klaviyo_analytics.sync import mapping
+from klaviyo_analytics.sync.events import archive_page
+from klaviyo_analytics.sync.progress import RunCounters
+from klaviyo_analytics.sync.state import iso, parse
+
+R = TypeVar("R")
+_state = SyncStateRepository()
+SEND_ACTIONS = frozenset({"SEND_EMAIL", "SEND_SMS", "SEND_PUSH_NOTIFICATION", "SEND_WHATSAPP"})
+REPORTS_PER_DAY = 225
+CAMPAIGN_STATISTICS = (
+    "recipients",
+    "delivered",
+    "bounced",
+    "opens",
+    "opens_unique",
+    "clicks",
+    "clicks_unique",
+    "conversions",
+    "conversion_uniques",
+    "conversion_value",
+    "unsubscribes",
+    "spam_complaints",
+)
+
+
+@dataclass
+class StreamContext:
+    """What a stream needs: the database, the client, its run's counters and options."""
+
+    db: Database
+    client: k.KlaviyoClient
+    counters: RunCounters
+    archive_raw: bool = False
+
+    async def write(
+        self,
+        table: str,
+        repo: Repository[R],
+        records: Sequence[R],
+        page: k.Page[Any],
+        *,
+        state: StreamState | None = None,
+        also: Sequence[tuple[str, Repository[Any], Sequence[Any]]] = (),
+    ) -> None:
+        """Write one page's records (and related ones, and a state) in one transaction."""
+        changed: dict[str, int] = {}
+
+        async def work(conn: Conn) -> None:
+            changed[table] = await repo.upsert_many(conn, records)
+            for other_table, other_repo, other_records in also:
+                changed[other_table] = await other_repo.upsert_many(conn, other_records)
+            for bad in page.invalid:
+                await self.counters.quarantine(conn, self.counters.stream, bad)
+            if self.archive_raw:
+                await archive_page(conn, self.counters.stream, page)
+            if state is not None:
+                await _state.upsert(conn, state)
+
+        await self.db.run(work)
+        self.counters.add_rows(table, changed[table], fetched=len(records), pages=1)
+        for other_table, _, other_records in also:
+            self.counters.add_rows(other_table, changed[other_table], fetched=len(other_records))
+
+
+async def sync_metrics(ctx: StreamContext) -> None:
+    """Copy every metric (a small, complete list each time)."""
+    repo = MetricRepository()
+    async for page in ctx.client.iter_metrics():
+        await ctx.write("klaviyo_metrics", repo, [mapping.metric(m) for m in page.records], page)
+
+
+async def sync_profiles(ctx: StreamContext, *, full: bool = False) -> None:
+    """Copy profiles updated since the last run.
+
+    Klaviyo cannot sort profiles by `updated`, so the cursor moves only when the whole run has
+    been stored; pages record the newest `updated` seen so far. The filter is `greater-than`
+    only, so the next run starts one second before the cursor and re-reads that second.
+    """
+    repo = ProfileRepository()
+    saved = None if full else await ctx.db.run(lambda c: _state.get(c, "profiles", ""))
+    cursor = parse(saved.cursor_value) if saved and saved.cursor_value else None
+    newest = cursor
+    after = cursor - timedelta(seconds=1) if cursor else None
+    async for page in ctx.client.iter_profiles(updated_after=after):
+        records = [mapping.profile(p) for p in page.records]
+        seen = [r.updated for r in records if r.updated is not None]
+        if seen:
+            newest = max([*seen, *([newest] if newest else [])])
+        state = StreamState(
+            "profiles",
+            "",
+            iso(cursor) if cursor else None,
+            {"run_newest": iso(newest) if newest else None},
+        )
+        await ctx.write("klaviyo_profiles", repo, records, page, state=state)
+    final = StreamState("profiles", "", iso(newest) if newest else None, {})
+    await ctx.db.run(lambda c: _state.upsert(c, final))
+
+
+async def sync_campaigns(ctx: StreamContext) -> None:
+    """Copy email and SMS campaigns with their messages (joined in the same pages)."""
+    campaigns, messages = CampaignRepository(), CampaignMessageRepository()
+    for channel in ("email", "sms"):
+        async for page in ctx.client.iter_campaigns(channel):
+            rows = [mapping.campaign(c) for c in page.records]
+            msgs = [mapping.campaign_message(m, c.id) for c in page.records for m in c.messages]
+            await ctx.write(
+                "klaviyo_campaigns",
+                campaigns,
+                rows,
+                page,
+                also=[("klaviyo_campaign_messages", messages, msgs)],
+            )
+
+
+async def sync_flows(ctx: StreamContext) -> None:
+    """Copy flows; their actions and messages are fetched for flows changed since last time."""
+    flows, actions, messages = FlowRepository(), FlowActionRepository(), FlowMessageRepository()
+    saved = await ctx.db.run(lambda c: _state.get(c, "flows", ""))
+    known: dict[str, str] = dict(saved.state.get("updated", {})) if saved else {}
+    async for page in ctx.client.iter_flows():
+        rows = [mapping.flow(f) for f in page.records]
+        await ctx.write("klaviyo_flows", flows, rows, page)
+        for flow in rows:
+            stamp = iso(flow.updated) if flow.updated else ""
+            if known.get(flow.id) == stamp and stamp:
+                continue
+            async for action_page in ctx.client.iter_flow_actions(flow.id):
+                acts = [mapping.flow_action(a, flow.id) for a in action_page.records]
+                await ctx.write("klaviyo_flow_actions", actions, acts, action_page)
+                for act in acts:
+                    if (act.action_type or "").upper() not in SEND_ACTIONS:
+                        continue
+                    async for msg_page in ctx.client.iter_flow_messages(act.id):
+                        msgs = [mapping.flow_message(m, act) for m in msg_page.records]
+                        await ctx.write("klaviyo_flow_messages", messages, msgs, msg_page)
+            known[flow.id] = stamp
+            await ctx.db.run(
+                lambda c: _state.upsert(c, StreamState("flows", "", None, {"updated": known}))
+            )
+
+
+async def sync_lists(ctx: StreamContext) -> None:
+    """Copy every list."""
+    repo = ListRepository()
+    async for page in ctx.client.iter_lists():
+        await ctx.write(
+            "klaviyo_lists", repo, [mapping.klaviyo_list(x) for x in page.records], page
+        )
+
+
+async def sync_segments(ctx: StreamContext) -> None:
+    """Copy every segment, each with its profile count (one request per segment)."""
+    repo = SegmentRepository()
+    async for page in ctx.client.iter_segments():
+        detailed = [await ctx.client.get_segment(s.id) for s in page.records]
+        await ctx.write("klaviyo_segments", repo, [mapping.segment(s) for s in detailed], page)
+
+
+async def sync_forms(ctx: StreamContext) -> None:
+    """Copy every signup form."""
+    repo = FormRepository()
+    async for page in ctx.client.iter_forms():
+        await ctx.write("klaviyo_forms", repo, [mapping.form(f) for f in page.records], page)
+
+
+async def sync_reports(
+    ctx: StreamContext, *, conversion_metric_id: str | None, today: date | None = None
+) -> int:
+    """Fetch campaign and flow values (last 365 days) and flow series (last 30 days).
+
+    The Reporting API allows 225 requests a day; requests are counted per day in the sync
+    state and a run stops asking once the day's quota is spent (the rest waits for tomorrow).
+    Returns the number of report requests made.
+    """
+    if conversion_metric_id is None:
+        return 0
+    day = (today or datetime.now(UTC).date()).isoformat()
+    quota_key = f"quota:{day}"
+    saved = await ctx.db.run(lambda c: _state.get(c, "reports", quota_key))
+    used = int(saved.state.get("requests", 0)) if saved else 0
+    repo = ReportRepository()
+    made = 0
+    plans: list[tuple[str, str]] = [
+        ("campaign-values", "last_365_days"),
+        ("flow-values", "last_365_days"),
+        ("flow-series", "last_30_days"),
+    ]
+    for report_type, timeframe in plans:
+        if used + made >= REPORTS_PER_DAY:
+            break
+        tf = k.Timeframe(key=timeframe)
+        rows: list[Report] = []
+        if report_type == "campaign-values":
+            result = await ctx.client.query_campaign_values(
+                statistics=CAMPAIGN_STATISTICS,
+                timeframe=tf,
+                conversion_metric_id=conversion_metric_id,
+            )
+            rows = [
+                _report(
+                    report_type,
+                    timeframe,
+                    r.groupings,
+                    r.statistics,
+                    "campaign_id",
+                    "campaign_message_id",
+                )
+                for r in result.results
+            ]
+        elif report_type == "flow-values":
+            result = await ctx.client.query_flow_values(
+                statistics=CAMPAIGN_STATISTICS,
+                timeframe=tf,
+                conversion_metric_id=conversion_metric_id,
+            )
+            rows = [
+                _report(
+                    report_type, timeframe, r.groupings, r.statistics, "flow_id", "flow_message_id"
+                )
+                for r in result.results
+            ]
+        else:
+            series = await ctx.client.query_flow_series(
+                statistics=(
+                    "recipients",
+                    "opens_unique",
+                    "clicks_unique",
+                    "conversions",
+                    "conversion_value",
+                ),
+                timeframe=tf,
+                interval="daily",
+                conversion_metric_id=conversion_metric_id,
+            )
+            stamps = [iso(d) for d in series.date_times]
+            rows = [
+                _report(
+                    report_type,
+                    timeframe,
+                    r.groupings,
+                    r.statistics,
+                    "flow_id",
+                    "flow_message_id",
+                    stamps,
+                )
+                for r in series.results
+            ]
+        made += 1
+        state = StreamState("reports", quota_key, None, {"requests": used + made})
+
+        async def work(conn: Conn, rows: list[Report] = rows, state: StreamState = state) -> None:
+            ctx.counters.add_rows(
+                "klaviyo_reports", await repo.upsert_many(conn, rows), fetched=len(rows), pages=1
+            )
+            await _state.upsert(conn, state)
+
+        await ctx.db.run(work)
+    return made
+
+
+def _report(
+    report_type: str,
+    timeframe: str,
+    groupings: dict[str, Any],
+    statistics: dict[str, Any],
+    source_key: str,
+    message_key: str,
+    date_times: list[str] | None = None,
+) -> Report:
+    return Report(
+        report_type=report_type,
+        timeframe=timeframe,
+        source_id=str(groupings.get(source_key) or ""),
+        message_id=str(groupings.get(message_key) or ""),
+        channel=groupings.get("send_channel"),
+        statistics=statistics,
+        date_times=date_times,
+    )
