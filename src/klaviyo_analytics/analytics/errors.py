@@ -1,0 +1,25 @@
+"""Errors raised by the analytics modules (shared by periods, KPIs, series, forecasts, anomalies).
+
+The API maps them to HTTP statuses: InvalidParameterError to 422 (or 400), UnknownMetricError to
+404, SeriesTooShortError to 422 (the request is valid; the data cannot support the answer).
+"""
+
+from __future__ import annotations
+
+from klaviyo_analytics.errors import FatalError, KlaviyoAnalyticsError, NotFoundError
+
+
+class InvalidParameterError(KlaviyoAnalyticsError, ValueError):
+    """A caller's argument is out of range or malformed (an interval, a level, a date range)."""
+
+
+class InvalidRangeError(InvalidParameterError):
+    """A date range that is malformed: start after end, an unknown preset, a missing bound."""
+
+
+class UnknownMetricError(NotFoundError):
+    """A metric id that is not in `klaviyo_metrics`."""
+
+
+class SeriesTooShortError(FatalError):
+    """A series holds too little history for the statistic asked of it (never guessed at)."""
