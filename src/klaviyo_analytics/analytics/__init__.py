@@ -1,0 +1,1 @@
+"""Analytics over the synced data: date ranges, facts, KPIs, performance tables, forecasts."""
