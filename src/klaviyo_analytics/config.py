@@ -168,6 +168,12 @@ class Settings(BaseSettings):
         default=False,
         validation_alias=AliasChoices("ARCHIVE_RAW_RESPONSES", "archive_raw_responses"),
     )
+    schedules: dict[str, str] = Field(
+        default_factory=dict, validation_alias=AliasChoices("SCHEDULES", "schedules")
+    )
+    scheduler_timezone: str = Field(
+        default="UTC", validation_alias=AliasChoices("SCHEDULER_TIMEZONE", "scheduler_timezone")
+    )
     account_timezone: str | None = Field(
         default=None, validation_alias=AliasChoices("ACCOUNT_TIMEZONE", "account_timezone")
     )
@@ -178,7 +184,36 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
 
-    @field_validator("account_timezone")
+    # The REST API (`klaviyo-analytics serve`).
+    api_rate_limit_per_minute: int = Field(
+        default=300,
+        ge=1,
+        validation_alias=AliasChoices("API_RATE_LIMIT_PER_MINUTE", "api_rate_limit_per_minute"),
+    )
+    cache_ttl_s: int = Field(
+        default=300, ge=0, validation_alias=AliasChoices("CACHE_TTL_S", "cache_ttl_s")
+    )
+    cache_max_entries: int = Field(
+        default=1000, ge=1, validation_alias=AliasChoices("CACHE_MAX_ENTRIES", "cache_max_entries")
+    )
+    stale_after_minutes: int = Field(
+        default=1440,
+        ge=1,
+        validation_alias=AliasChoices("STALE_AFTER_MINUTES", "stale_after_minutes"),
+    )
+    backup_stale_after_hours: int = Field(
+        default=48,
+        ge=1,
+        validation_alias=AliasChoices("BACKUP_STALE_AFTER_HOURS", "backup_stale_after_hours"),
+    )
+    min_free_disk_mb: int = Field(
+        default=1024, ge=0, validation_alias=AliasChoices("MIN_FREE_DISK_MB", "min_free_disk_mb")
+    )
+    max_replica_lag_s: int = Field(
+        default=300, ge=0, validation_alias=AliasChoices("MAX_REPLICA_LAG_S", "max_replica_lag_s")
+    )
+
+    @field_validator("account_timezone", "scheduler_timezone")
     @classmethod
     def _known_timezone(cls, value: str | None) -> str | None:
         if value is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from klaviyo_analytics.cli import db, demo, sandbox, sync
+from klaviyo_analytics.cli import db, demo, sandbox, scheduler, sync
 from klaviyo_analytics.cli.backup import backup_app
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app.add_typer(db.migrate_app, name="migrate")
 app.command("maintenance")(db.maintenance_command)
 app.command("demo")(demo.demo_command)
 app.command("sync")(sync.sync_command)
+app.command("scheduler")(scheduler.scheduler_command)
 app.add_typer(backup_app, name="backup")
 sandbox.register(app)
 
