@@ -1,0 +1,228 @@
+"""Overview KPIs and performance tables equal independent computations over raw events."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from klaviyo_analytics.analytics import performance as perf
+from klaviyo_analytics.analytics.errors import InvalidParameterError
+from klaviyo_analytics.analytics.kpis import Overview, overview
+from klaviyo_analytics.analytics.periods import DateRange, store_timezone
+from klaviyo_analytics.db.pool import Conn, Database
+from klaviyo_analytics.errors import NotFoundError
+from tests.integration.analytics.truth import Truth, compute, table
+
+TZ = "America/New_York"
+
+
+def span(conninfo: str) -> DateRange:
+    row = table(
+        conninfo,
+        "SELECT (min(timestamp) AT TIME ZONE %(tz)s)::date AS a,"
+        " (max(timestamp) AT TIME ZONE %(tz)s)::date AS b FROM klaviyo_events",
+        tz=TZ,
+    )[0]
+    return DateRange(row["a"], row["b"])
+
+
+async def read(conninfo: str, work: Any) -> Any:
+    async with Database(conninfo, min_size=1, max_size=2) as db:
+        return await db.run(work, readonly=True)
+
+
+def expected_overview(conninfo: str, truth: Truth, rng: DateRange) -> dict[str, Decimal]:
+    inside = [o for o in truth.orders if rng.start <= o["day"] <= rng.end]
+    revenue = sum((o["value"] for o in inside), Decimal(0))
+    refunds = sum(
+        (r["value"] for r in truth.refunds if rng.start <= r["day"] <= rng.end), Decimal(0)
+    )
+    messages = [m for (d, *_), m in truth.messages.items() if rng.start <= d <= rng.end]
+    email = [m for m in messages if m["channel"].startswith("email")]
+    delivered = sum(m["delivered"] for m in messages)
+    email_delivered = sum(m["delivered"] for m in email)
+    lo, hi = rng.bounds(TZ)
+    row = table(
+        conninfo,
+        "SELECT (SELECT count(*) FROM klaviyo_events e JOIN klaviyo_metrics m ON m.id = e.metric_id"
+        "  WHERE m.name = 'Submitted Form' AND e.timestamp >= %(lo)s AND e.timestamp < %(hi)s)"
+        "  AS forms,"
+        " (SELECT count(*) FROM klaviyo_profiles WHERE NOT is_stub AND created >= %(lo)s"
+        "  AND created < %(hi)s) AS new_profiles",
+        lo=lo,
+        hi=hi,
+    )[0]
+
+    def rate(n: int, d: int) -> Decimal:
+        return (Decimal(n) / Decimal(d)).quantize(Decimal("0.000001")) if d else Decimal("0.000000")
+
+    return {
+        "revenue": revenue,
+        "refunds": refunds,
+        "net_revenue": revenue - refunds,
+        "orders": Decimal(len(inside)),
+        "aov": (revenue / len(inside)).quantize(Decimal("0.01")) if inside else Decimal("0.00"),
+        "unique_customers": Decimal(len({o["profile_id"] for o in inside})),
+        "open_rate": rate(sum(m["unique_opens"] for m in email), email_delivered),
+        "click_rate": rate(sum(m["unique_clicks"] for m in messages), delivered),
+        "conversion_rate": rate(
+            len({o["profile_id"] for o in inside if o["channel"] != "unattributed"}), delivered
+        ),
+        "form_submissions": Decimal(row["forms"]),
+        "subscribers": Decimal(row["new_profiles"]),
+    }
+
+
+@pytest.mark.parametrize("days", [7, 14, 30])
+async def test_overview_equals_independent_figures_for_the_range_and_the_previous_range(
+    synced_conninfo: str, days: int
+) -> None:
+    whole = span(synced_conninfo)
+    rng = DateRange(whole.end - timedelta(days=days - 1), whole.end)
+    truth = compute(synced_conninfo, TZ)
+
+    async def work(conn: Conn) -> Overview:
+        return await overview(conn, rng, TZ)
+
+    got = await read(synced_conninfo, work)
+    now, before = (
+        expected_overview(synced_conninfo, truth, rng),
+        expected_overview(synced_conninfo, truth, rng.previous()),
+    )
+    for name, want in now.items():
+        change = getattr(got, name)
+        assert (change.current, change.previous) == (want, before[name]), name
+        if before[name]:
+            assert change.change_pct == round(float((want - before[name]) / before[name] * 100), 2)
+        else:
+            assert change.change_pct is None
+    assert got.revenue.current > 0
+    assert got.previous_range == rng.previous()
+    by_channel: dict[str, Decimal] = {}
+    for o in truth.orders:
+        if rng.start <= o["day"] <= rng.end:
+            by_channel[o["channel"]] = by_channel.get(o["channel"], Decimal(0)) + o["value"]
+    assert {c: v for c, v in got.revenue_by_channel.items() if v} == by_channel
+    last = table(synced_conninfo, "SELECT max(timestamp) AS t FROM klaviyo_events")[0]["t"]
+    assert got.data_through == last
+
+
+async def test_campaign_and_flow_rows_equal_independent_sums_per_source(
+    synced_conninfo: str,
+) -> None:
+    whole = span(synced_conninfo)
+    rng = DateRange(whole.end - timedelta(days=9), whole.end)
+    truth = compute(synced_conninfo, TZ)
+
+    def expected(source_type: str, key: int) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for k, m in truth.messages.items():
+            if k[1] == source_type and rng.start <= k[0] <= rng.end:
+                row = out.setdefault(k[key], {"recipients": 0, "delivered": 0, "unique_opens": 0,
+                                              "unique_clicks": 0, "unsubscribes": 0,
+                                              "conversions": 0, "revenue": Decimal(0)})  # fmt: skip
+                for c in (
+                    "recipients",
+                    "delivered",
+                    "unique_opens",
+                    "unique_clicks",
+                    "unsubscribes",
+                ):
+                    row[c] += m[c]
+        for o in truth.orders:
+            if o["source_type"] == source_type and rng.start <= o["day"] <= rng.end:
+                ident = o["source_id"] if key == 2 else o["message_id"]
+                row = out.setdefault(ident, {"recipients": 0, "delivered": 0, "unique_opens": 0,
+                                             "unique_clicks": 0, "unsubscribes": 0,
+                                             "conversions": 0, "revenue": Decimal(0)})  # fmt: skip
+                row["conversions"] += 1
+                row["revenue"] += o["value"]
+        return out
+
+    async def work(conn: Conn) -> tuple[Any, Any, dict[str, Any]]:
+        campaigns = await perf.campaign_performance(conn, rng, TZ, limit=1000)
+        flows = await perf.flow_performance(conn, rng, TZ, limit=1000)
+        messages = {}
+        for f in flows.rows:
+            for m in (await perf.flow_message_performance(conn, rng, TZ, f.id)).rows:
+                messages[m.id] = m
+        return campaigns, flows, messages
+
+    campaigns, flows, messages = await read(synced_conninfo, work)
+    fields = ("recipients", "delivered", "unique_opens", "unique_clicks", "unsubscribes",
+              "conversions", "revenue")  # fmt: skip
+    got_c = {r.id: {f: getattr(r, f) for f in fields} for r in campaigns.rows}
+    assert {k: v for k, v in got_c.items() if any(v.values())} == expected("campaign", 2)
+    assert campaigns.total == len(campaigns.rows)
+    got_f = {r.id: {f: getattr(r, f) for f in fields} for r in flows.rows}
+    assert {k: v for k, v in got_f.items() if any(v.values())} == expected("flow", 2)
+    got_m = {i: {f: getattr(r, f) for f in fields} for i, r in messages.items()}
+    assert {k: v for k, v in got_m.items() if any(v.values())} == expected("flow", 3)
+    for r in campaigns.rows:
+        want = (
+            (Decimal(r.unique_opens) / r.delivered).quantize(Decimal("0.000001"))
+            if r.delivered
+            else 0
+        )
+        assert r.open_rate == want
+    ordered = [r.revenue for r in campaigns.rows]
+    assert ordered == sorted(ordered, reverse=True)
+
+
+async def test_tables_sort_only_by_listed_columns_and_page_with_a_total(
+    synced_conninfo: str,
+) -> None:
+    rng = span(synced_conninfo)
+
+    async def work(conn: Conn) -> None:
+        with pytest.raises(InvalidParameterError, match="sort by one of: name, channel"):
+            await perf.campaign_performance(conn, rng, TZ, sort="id; DROP TABLE x")
+        with pytest.raises(InvalidParameterError, match="limit"):
+            await perf.flow_performance(conn, rng, TZ, limit=0)
+        with pytest.raises(NotFoundError, match="nope"):
+            await perf.flow_message_performance(conn, rng, TZ, "nope")
+        everything = await perf.campaign_performance(conn, rng, TZ, sort="name", descending=False)
+        assert [r.name for r in everything.rows] == sorted(r.name for r in everything.rows)
+        page = await perf.campaign_performance(conn, rng, TZ, sort="name", descending=False,
+                                               limit=2, offset=1)  # fmt: skip
+        assert page.total == everything.total > 2
+        assert page.rows == everything.rows[1:3]
+        found = await perf.campaign_performance(conn, rng, TZ, search="sms")
+        assert found.rows and all("SMS" in r.name for r in found.rows)
+        assert found.total < everything.total
+        forms = await perf.form_performance(conn, rng, TZ)
+        assert sum(f.submissions for f in forms.rows) > 0
+        segments = await perf.top_segments(conn, rng, TZ, limit=2)
+        assert len(segments) == 2 and segments[0].profile_count >= segments[1].profile_count
+
+    await read(synced_conninfo, work)
+
+
+async def test_chart_series_add_up_to_the_overview(synced_conninfo: str) -> None:
+    rng = span(synced_conninfo)
+
+    async def work(conn: Conn) -> None:
+        view = await overview(conn, rng, TZ)
+        points = await perf.revenue_by_day(conn, rng, TZ)
+        assert len(points) == rng.days * 5
+        assert sum(p.revenue for p in points) == view.revenue.current
+        shares = await perf.channel_distribution(conn, rng, TZ)
+        assert {s.channel: s.revenue for s in shares} == view.revenue_by_channel
+        assert abs(sum(s.share_pct or 0 for s in shares) - 100) < 0.05
+        engagement = await perf.engagement_by_day(conn, rng, TZ)
+        assert sum(p.delivered for p in engagement) > 0
+
+    await read(synced_conninfo, work)
+
+
+async def test_store_timezone_prefers_the_override_then_the_account_then_utc(
+    synced_conninfo: str, database: Database
+) -> None:
+    async def synced(conn: Conn) -> tuple[str, str]:
+        return await store_timezone(conn), await store_timezone(conn, "Europe/Paris")
+
+    assert await read(synced_conninfo, synced) == (TZ, "Europe/Paris")
+    assert await database.run(store_timezone) == "UTC"
