@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from klaviyo_analytics.cli import db, demo, sandbox, scheduler, sync
+from klaviyo_analytics.cli.analytics import analytics_app
 from klaviyo_analytics.cli.backup import backup_app
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app.command("demo")(demo.demo_command)
 app.command("sync")(sync.sync_command)
 app.command("scheduler")(scheduler.scheduler_command)
 app.add_typer(backup_app, name="backup")
+app.add_typer(analytics_app, name="analytics")
 sandbox.register(app)
 
 
