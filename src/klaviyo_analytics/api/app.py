@@ -18,11 +18,12 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from klaviyo_analytics.analytics.facts import refresh_facts
 from klaviyo_analytics.api.auth import Authenticator, TokenBucket
 from klaviyo_analytics.api.cache import Cache, MemoryCache, RedisCache, groups_for_stream
 from klaviyo_analytics.api.deps import AppState
 from klaviyo_analytics.api.errors import install_error_handlers
-from klaviyo_analytics.api.routes import account, admin, analytics, ops, sync
+from klaviyo_analytics.api.routes import account, admin, analytics, dashboard, ops, sync
 from klaviyo_analytics.api.syncs import SyncManager
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.pool import Database, build_conninfo
@@ -30,7 +31,7 @@ from klaviyo_analytics.klaviyo import KlaviyoClient
 from klaviyo_analytics.monitoring.metrics import ApiMetrics
 from klaviyo_analytics.retry import RetryPolicy
 from klaviyo_analytics.sync.events import EventSyncOptions
-from klaviyo_analytics.sync.runner import DataSyncService, SyncOptions
+from klaviyo_analytics.sync.runner import DataSyncService, SyncOptions, refresh_aggregates
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +196,13 @@ def create_app(
                     task.add_done_callback(pending.discard)
 
                 service = DataSyncService(
-                    db, client, options=_sync_options(settings), on_change=on_change, clock=clock
+                    db,
+                    client,
+                    options=_sync_options(settings),
+                    # Facts feed the dashboard: refresh them with the pre-aggregates.
+                    after_events=(refresh_aggregates, refresh_facts),
+                    on_change=on_change,
+                    clock=clock,
                 )
 
                 async def settle() -> None:
@@ -223,6 +230,13 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=lambda: metrics_ref[0])
-    for router in (ops.router, account.router, analytics.router, sync.router, admin.router):
+    for router in (
+        ops.router,
+        account.router,
+        dashboard.router,
+        analytics.router,
+        sync.router,
+        admin.router,
+    ):
         app.include_router(router)
     return app

@@ -1,0 +1,513 @@
+"""The dashboard's data: overview KPIs, performance tables and charts over a date range."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import fields
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
+
+from klaviyo_analytics.analytics import kpis, performance
+from klaviyo_analytics.analytics.kpis import Change, Overview
+from klaviyo_analytics.analytics.periods import DateRange
+from klaviyo_analytics.analytics.table import Table
+from klaviyo_analytics.api.auth import Principal
+from klaviyo_analytics.api.deps import (
+    ID_PATTERN,
+    AppState,
+    Caller,
+    Range,
+    RangeQuery,
+    State,
+    answer,
+    ttl_for,
+)
+from klaviyo_analytics.api.fallback import database_covers, klaviyo_overview, sync_soon
+from klaviyo_analytics.api.models import ERROR_RESPONSES, Sourced
+from klaviyo_analytics.db.pool import Conn
+from klaviyo_analytics.db.repos.operations import metric_names
+
+router = APIRouter(prefix="/api", tags=["dashboard"], responses=ERROR_RESPONSES)
+
+RowT = TypeVar("RowT")
+
+
+class OverviewResponse(Sourced):
+    """The range's KPIs, each with the previous range's figure and the change in %.
+
+    Money and rates are decimal strings (exact); `change_pct` is a number or null.
+    """
+
+    timezone: str
+    range: DateRange
+    previous_range: DateRange
+    revenue: Change
+    net_revenue: Change
+    refunds: Change
+    orders: Change
+    aov: Change
+    unique_customers: Change
+    subscribers: Change
+    open_rate: Change
+    click_rate: Change
+    conversion_rate: Change
+    form_submissions: Change
+    revenue_by_channel: dict[str, Decimal]
+    data_through: datetime | None
+    subscribers_source: str
+
+
+class TableResponse(Sourced, Generic[RowT]):
+    """One page of a performance table; `total` counts the matching rows on all pages."""
+
+    timezone: str
+    range: DateRange
+    sort: str
+    order: Literal["asc", "desc"]
+    limit: int
+    offset: int
+    total: int
+    rows: list[RowT]
+
+
+class ChartResponse(Sourced, Generic[RowT]):
+    """A chart's points over the range."""
+
+    timezone: str
+    range: DateRange
+    points: list[RowT]
+
+
+Sort = Annotated[str | None, Query(max_length=40, description="column to sort by")]
+Order = Annotated[Literal["asc", "desc"], Query(description="sort direction")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+Search = Annotated[
+    str | None,
+    Query(max_length=200, pattern=r"^[^\x00]*$", description="case-insensitive name filter"),
+]
+Top = Annotated[int, Query(ge=1, le=100, description="how many")]
+
+
+def _overview_body(
+    ov: Overview, tz: str, source: Literal["database", "klaviyo"]
+) -> OverviewResponse:
+    values: dict[str, Any] = {f.name: getattr(ov, f.name) for f in fields(ov)}
+    return OverviewResponse(source=source, timezone=tz, **values)
+
+
+@router.get("/overview", response_model=OverviewResponse, summary="Overview KPIs of a date range")
+async def overview(request: Request, state: State, principal: Caller, rq: Range) -> Response:
+    """Return the KPIs; from Klaviyo (and a background sync started) when the database has no
+    data for the range yet."""
+    lo, hi = rq.range.bounds(rq.tz)
+
+    async def produce() -> OverviewResponse:
+        async def local(conn: Conn) -> tuple[Overview | None, dict[str, str]]:
+            if state.klaviyo is None or await database_covers(conn, lo, hi):
+                return await kpis.overview(conn, rq.range, rq.tz), {}
+            return None, {m.name: m.id for m in reversed(await metric_names(conn))}
+
+        found, ids = await state.db.run(local, readonly=True)
+        if found is not None or state.klaviyo is None:
+            assert found is not None
+            return _overview_body(found, rq.tz, "database")
+        remote = await klaviyo_overview(state.klaviyo, rq.range, rq.tz, ids)
+        sync_soon(state)
+        return _overview_body(remote, rq.tz, "klaviyo")
+
+    return await answer(
+        request,
+        state,
+        principal,
+        group="overview",
+        ttl_s=ttl_for(state, "overview"),
+        produce=produce,
+    )
+
+
+async def _table(
+    request: Request,
+    state: AppState,
+    principal: Principal,
+    rq: RangeQuery,
+    *,
+    row: type[Any],
+    group: str,
+    sort: str,
+    order: Literal["asc", "desc"],
+    limit: int,
+    offset: int,
+    fetch: Callable[[Conn], Awaitable[Table[Any]]],
+) -> Response:
+    async def produce() -> Sourced:
+        table = await state.db.run(fetch, readonly=True)
+        return TableResponse[row](  # type: ignore[valid-type]
+            source="database",
+            timezone=rq.tz,
+            range=rq.range,
+            sort=sort,
+            order=order,
+            limit=limit,
+            offset=offset,
+            total=table.total,
+            rows=table.rows,
+        )
+
+    return await answer(
+        request, state, principal, group=group, ttl_s=ttl_for(state, group), produce=produce
+    )
+
+
+def _chart(
+    request: Request,
+    state: AppState,
+    principal: Principal,
+    rq: RangeQuery,
+    *,
+    row: type[Any],
+    group: str,
+    fetch: Callable[[Conn], Awaitable[list[Any]]],
+) -> Awaitable[Response]:
+    async def produce() -> Sourced:
+        points = await state.db.run(fetch, readonly=True)
+        return ChartResponse[row](  # type: ignore[valid-type]
+            source="database", timezone=rq.tz, range=rq.range, points=points
+        )
+
+    return answer(
+        request, state, principal, group=group, ttl_s=ttl_for(state, group), produce=produce
+    )
+
+
+@router.get(
+    "/campaigns",
+    response_model=TableResponse[performance.CampaignRow],
+    summary="Campaign performance (sortable, paged, searchable)",
+)
+async def campaigns(
+    request: Request,
+    state: State,
+    principal: Caller,
+    rq: Range,
+    sort: Sort = None,
+    order: Order = "desc",
+    limit: Limit = 50,
+    offset: Offset = 0,
+    search: Search = None,
+) -> Response:
+    """Return campaigns with sends, opens, clicks, conversions and revenue in the range."""
+    column = sort or "revenue"
+    return await _table(
+        request,
+        state,
+        principal,
+        rq,
+        row=performance.CampaignRow,
+        group="campaigns",
+        sort=column,
+        order=order,
+        limit=limit,
+        offset=offset,
+        fetch=lambda c: performance.campaign_performance(
+            c,
+            rq.range,
+            rq.tz,
+            sort=column,
+            descending=order == "desc",
+            limit=limit,
+            offset=offset,
+            search=search,
+        ),
+    )
+
+
+@router.get(
+    "/flows",
+    response_model=TableResponse[performance.FlowRow],
+    summary="Flow performance (sortable, paged, searchable)",
+)
+async def flows(
+    request: Request,
+    state: State,
+    principal: Caller,
+    rq: Range,
+    sort: Sort = None,
+    order: Order = "desc",
+    limit: Limit = 50,
+    offset: Offset = 0,
+    search: Search = None,
+) -> Response:
+    """Return flows with their message figures and revenue in the range."""
+    column = sort or "revenue"
+    return await _table(
+        request,
+        state,
+        principal,
+        rq,
+        row=performance.FlowRow,
+        group="flows",
+        sort=column,
+        order=order,
+        limit=limit,
+        offset=offset,
+        fetch=lambda c: performance.flow_performance(
+            c,
+            rq.range,
+            rq.tz,
+            sort=column,
+            descending=order == "desc",
+            limit=limit,
+            offset=offset,
+            search=search,
+        ),
+    )
+
+
+@router.get(
+    "/flows/{flow_id}/messages",
+    response_model=TableResponse[performance.FlowMessageRow],
+    summary="Performance of each message of one flow",
+    responses={404: {"description": "Unknown flow"}},
+)
+async def flow_messages(
+    request: Request,
+    state: State,
+    principal: Caller,
+    rq: Range,
+    flow_id: Annotated[str, Path(pattern=ID_PATTERN)],
+    sort: Sort = None,
+    order: Order = "desc",
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Response:
+    """Return the figures of each message of the flow; 404 for an unknown flow."""
+    column = sort or "revenue"
+    return await _table(
+        request,
+        state,
+        principal,
+        rq,
+        row=performance.FlowMessageRow,
+        group="flows",
+        sort=column,
+        order=order,
+        limit=limit,
+        offset=offset,
+        fetch=lambda c: performance.flow_message_performance(
+            c,
+            rq.range,
+            rq.tz,
+            flow_id,
+            sort=column,
+            descending=order == "desc",
+            limit=limit,
+            offset=offset,
+        ),
+    )
+
+
+@router.get(
+    "/forms",
+    response_model=TableResponse[performance.FormRow],
+    summary="Signup form performance (sortable, paged, searchable)",
+)
+async def forms(
+    request: Request,
+    state: State,
+    principal: Caller,
+    rq: Range,
+    sort: Sort = None,
+    order: Order = "desc",
+    limit: Limit = 50,
+    offset: Offset = 0,
+    search: Search = None,
+) -> Response:
+    """Return forms with views, submissions and submission rate in the range."""
+    column = sort or "submissions"
+    return await _table(
+        request,
+        state,
+        principal,
+        rq,
+        row=performance.FormRow,
+        group="forms",
+        sort=column,
+        order=order,
+        limit=limit,
+        offset=offset,
+        fetch=lambda c: performance.form_performance(
+            c,
+            rq.range,
+            rq.tz,
+            sort=column,
+            descending=order == "desc",
+            limit=limit,
+            offset=offset,
+            search=search,
+        ),
+    )
+
+
+@router.get(
+    "/segments",
+    response_model=TableResponse[performance.SegmentRow],
+    summary="Segments (sortable, paged, searchable)",
+)
+async def segments(
+    request: Request,
+    state: State,
+    principal: Caller,
+    rq: Range,
+    sort: Sort = None,
+    order: Order = "desc",
+    limit: Limit = 50,
+    offset: Offset = 0,
+    search: Search = None,
+) -> Response:
+    """Return segments with their sizes and members' revenue in the range."""
+    column = sort or "profile_count"
+    return await _table(
+        request,
+        state,
+        principal,
+        rq,
+        row=performance.SegmentRow,
+        group="segments",
+        sort=column,
+        order=order,
+        limit=limit,
+        offset=offset,
+        fetch=lambda c: performance.segment_performance(
+            c,
+            rq.range,
+            rq.tz,
+            sort=column,
+            descending=order == "desc",
+            limit=limit,
+            offset=offset,
+            search=search,
+        ),
+    )
+
+
+@router.get(
+    "/charts/revenue",
+    response_model=ChartResponse[performance.RevenuePoint],
+    summary="Revenue and orders per day and channel",
+)
+async def revenue_chart(request: Request, state: State, principal: Caller, rq: Range) -> Response:
+    """Return revenue and orders per local day and channel."""
+    return await _chart(
+        request,
+        state,
+        principal,
+        rq,
+        row=performance.RevenuePoint,
+        group="charts",
+        fetch=lambda c: performance.revenue_by_day(c, rq.range, rq.tz),
+    )
+
+
+@router.get(
+    "/charts/distribution",
+    response_model=ChartResponse[performance.ChannelShare],
+    summary="Revenue share per channel",
+)
+async def distribution_chart(
+    request: Request, state: State, principal: Caller, rq: Range
+) -> Response:
+    """Return each channel's revenue, orders and share of revenue."""
+    return await _chart(
+        request,
+        state,
+        principal,
+        rq,
+        row=performance.ChannelShare,
+        group="charts",
+        fetch=lambda c: performance.channel_distribution(c, rq.range, rq.tz),
+    )
+
+
+@router.get(
+    "/charts/engagement",
+    response_model=ChartResponse[performance.EngagementPoint],
+    summary="Open and click rates per day and channel",
+)
+async def engagement_chart(
+    request: Request, state: State, principal: Caller, rq: Range
+) -> Response:
+    """Return open and click rates per local day and channel."""
+    return await _chart(
+        request,
+        state,
+        principal,
+        rq,
+        row=performance.EngagementPoint,
+        group="charts",
+        fetch=lambda c: performance.engagement_by_day(c, rq.range, rq.tz),
+    )
+
+
+@router.get(
+    "/charts/top-flows",
+    response_model=ChartResponse[performance.FlowRow],
+    summary="The flows with the most revenue",
+)
+async def top_flows_chart(
+    request: Request, state: State, principal: Caller, rq: Range, limit: Top = 5
+) -> Response:
+    """Return the top flows by attributed revenue."""
+    return await _chart(
+        request,
+        state,
+        principal,
+        rq,
+        row=performance.FlowRow,
+        group="charts",
+        fetch=lambda c: performance.top_flows(c, rq.range, rq.tz, limit=limit),
+    )
+
+
+@router.get(
+    "/charts/top-segments",
+    response_model=ChartResponse[performance.SegmentRow],
+    summary="The largest segments",
+)
+async def top_segments_chart(
+    request: Request, state: State, principal: Caller, rq: Range, limit: Top = 5
+) -> Response:
+    """Return the top segments."""
+    return await _chart(
+        request,
+        state,
+        principal,
+        rq,
+        row=performance.SegmentRow,
+        group="charts",
+        fetch=lambda c: performance.top_segments(c, rq.range, rq.tz, limit=limit),
+    )
+
+
+@router.get(
+    "/charts/top-forms",
+    response_model=ChartResponse[performance.FormRow],
+    summary="The forms with the most submissions",
+)
+async def top_forms_chart(
+    request: Request, state: State, principal: Caller, rq: Range, limit: Top = 5
+) -> Response:
+    """Return the top forms by submissions."""
+    return await _chart(
+        request,
+        state,
+        principal,
+        rq,
+        row=performance.FormRow,
+        group="charts",
+        fetch=lambda c: performance.top_forms(c, rq.range, rq.tz, limit=limit),
+    )
