@@ -1,0 +1,108 @@
+"""Forecast runs: the fitted model, its daily predictions and the backtest scores of each candidate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from klaviyo_analytics.db.repos.base import Conn
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRow:
+    """One predicted day with its interval."""
+
+    date: date
+    predicted: float
+    lower: float
+    upper: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRow:
+    """One candidate model's backtest scores."""
+
+    model_name: str
+    folds: int
+    mape: float | None
+    rmse: float
+    mae: float
+    coverage: float
+
+
+class ForecastRepository:
+    """Writes and reads `forecast_models`, `forecast_predictions` and `model_performance`."""
+
+    async def save_model(
+        self,
+        conn: Conn,
+        *,
+        series_key: str,
+        model_name: str,
+        parameters: dict[str, Any],
+        train_start: date,
+        train_end: date,
+        horizon_days: int,
+    ) -> int:
+        """Record a fitted model and return its id."""
+        cur = await conn.execute(
+            "INSERT INTO forecast_models (series_key, model_name, parameters, train_start,"
+            " train_end, horizon_days) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            (series_key, model_name, Jsonb(parameters), train_start, train_end, horizon_days),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row["id"])
+
+    async def save_predictions(
+        self, conn: Conn, model_id: int, rows: Sequence[PredictionRow], *, level: float
+    ) -> None:
+        """Store a model's predictions (one row per day)."""
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO forecast_predictions (model_id, date, predicted, lower_bound,"
+                " upper_bound, level) VALUES (%s, %s, %s, %s, %s, %s)",
+                [(model_id, r.date, r.predicted, r.lower, r.upper, level) for r in rows],
+            )
+
+    async def save_scores(
+        self, conn: Conn, model_id: int, series_key: str, scores: Sequence[ScoreRow]
+    ) -> None:
+        """Store the backtest scores of every candidate evaluated for the run of `model_id`."""
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO model_performance (model_id, series_key, model_name, folds, mape,"
+                " rmse, mae, coverage) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (model_id, series_key, s.model_name, s.folds, s.mape, s.rmse, s.mae, s.coverage)
+                    for s in scores
+                ],
+            )
+
+    async def predictions(self, conn: Conn, model_id: int) -> list[PredictionRow]:
+        """Return a stored model's predictions, oldest day first."""
+        cur = await conn.execute(
+            "SELECT date, predicted, lower_bound, upper_bound FROM forecast_predictions"
+            " WHERE model_id = %s ORDER BY date",
+            (model_id,),
+        )
+        return [
+            PredictionRow(
+                r["date"], float(r["predicted"]), float(r["lower_bound"]), float(r["upper_bound"])
+            )
+            for r in await cur.fetchall()
+        ]
+
+    async def latest_model_id(self, conn: Conn, series_key: str) -> int | None:
+        """Return the id of the most recently trained model of a series, if any."""
+        cur = await conn.execute(
+            "SELECT id FROM forecast_models WHERE series_key = %s ORDER BY trained_at DESC, id DESC"
+            " LIMIT 1",
+            (series_key,),
+        )
+        row = await cur.fetchone()
+        return None if row is None else int(row["id"])
