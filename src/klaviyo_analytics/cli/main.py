@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from klaviyo_analytics.cli import db, demo, sandbox, scheduler, sync
+from klaviyo_analytics.cli import db, demo, sandbox, scheduler, serve, sync
 from klaviyo_analytics.cli.analytics import analytics_app
+from klaviyo_analytics.cli.apikey import apikey_app
 from klaviyo_analytics.cli.backup import backup_app
 
 app = typer.Typer(
@@ -22,6 +23,8 @@ app.command("scheduler")(scheduler.scheduler_command)
 app.add_typer(backup_app, name="backup")
 app.add_typer(analytics_app, name="analytics")
 sandbox.register(app)
+app.command("serve")(serve.serve_command)
+app.add_typer(apikey_app, name="apikey")
 
 
 def main() -> None:

@@ -1,0 +1,33 @@
+"""`klaviyo-analytics serve`: migrate, then serve the REST API with uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from klaviyo_analytics.cli.common import err_console, fail_cleanly, load
+from klaviyo_analytics.cli.runtime import check_reachable, database_server
+from klaviyo_analytics.db.migrate import migrate
+
+
+def serve_command(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+) -> None:
+    """Apply pending migrations, then serve the REST API (docs/api.md) until interrupted."""
+    # Imported here: the API pulls in the statistics stack, which other commands do not need.
+    from klaviyo_analytics.api.app import create_app
+
+    settings = load()
+    with fail_cleanly(), database_server(settings) as conninfo:
+        asyncio.run(check_reachable(settings, conninfo))
+        asyncio.run(migrate(conninfo))
+        err_console.print(
+            f"serving the API on http://{host}:{port} (OpenAPI at /docs); Ctrl-C stops",
+            highlight=False,
+        )
+        # Logging is configured by `load()`; uvicorn must not replace it.
+        uvicorn.run(create_app(settings, conninfo=conninfo), host=host, port=port, log_config=None)
