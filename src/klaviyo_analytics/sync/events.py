@@ -58,6 +58,7 @@ class EventWindows:
         self._options = options
         self._campaign_of_message = campaign_of_message
         self._queue: asyncio.Queue[Window] = asyncio.Queue()
+        self._busy = 0
         self.windows: dict[str, Window] = {}
 
     async def run(self, windows: list[Window]) -> None:
@@ -94,9 +95,11 @@ class EventWindows:
     async def _worker(self) -> None:
         while True:
             window = await self._queue.get()
+            self._busy += 1
             try:
                 await self._fetch(window)
             finally:
+                self._busy -= 1
                 self._queue.task_done()
 
     async def _fetch(self, window: Window) -> None:
@@ -152,18 +155,24 @@ class EventWindows:
         return updated
 
     def _split_plan(self, window: Window, page: k.Page[k.Event]) -> list[tuple[datetime, datetime]]:
-        """Return sub-windows for the rest of a dense window, or [] to keep paging."""
-        if not page.records or window.cursor is None:
+        """Return sub-windows for the rest of a dense window, or [] to keep paging.
+
+        Splitting only pays when workers are idle: while every worker has a window, one more
+        cursor cannot run anyway, and a split turns full pages into sparse ones (each page
+        costs a request). The estimate of pages left comes from the time the last page
+        covered; campaign bursts make it high, which is why idle workers bound the split.
+        """
+        idle = self._options.concurrency - self._busy - self._queue.qsize()
+        if idle <= 0 or not page.records or window.cursor is None:
             return []
         covered = (window.cursor - window.resume_from).total_seconds()
         remaining = window.end - window.cursor
         if remaining < self._options.min_window * 2:
             return []
-        # Pages left, estimated from the time this page covered.
         estimate = remaining.total_seconds() / max(covered, 1.0)
         if estimate <= self._options.split_pages:
             return []
-        parts = min(self._options.max_split, max(2, int(estimate // self._options.split_pages)))
+        parts = min(idle + 1, self._options.max_split, int(estimate))
         return split_evenly(window.cursor, window.end, parts)
 
     async def _split(self, window: Window, pieces: list[tuple[datetime, datetime]]) -> Window:
