@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 from pydantic import SecretStr
 
 from klaviyo_analytics.klaviyo.errors import (
@@ -226,8 +227,8 @@ class ApiSession:
         self, response: httpx.Response, method: str, path: str, url: str
     ) -> dict[str, Any]:
         try:
-            document = json.loads(response.content)
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            document = orjson.loads(response.content)
+        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
             self.stats.errors += 1
             raise KlaviyoMalformedResponseError(
                 f"{method} {path} answered {response.status_code} with a body that is not JSON "
@@ -251,7 +252,7 @@ class ApiSession:
     ) -> KlaviyoError:
         status = response.status_code
         try:
-            details = parse_error_details(json.loads(response.content))
+            details = parse_error_details(orjson.loads(response.content))
         except ValueError:
             details = ()
         described = details[0].describe() if details else response.reason_phrase

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
+import orjson
 from psycopg import AsyncConnection, sql
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
@@ -19,10 +21,21 @@ Conn = AsyncConnection[DictRow]
 R = TypeVar("R")
 
 
+def _exact(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} as JSON")
+
+
+def dump_json(value: Any) -> bytes:
+    """Serialise a value for a jsonb column (orjson: several times faster than json)."""
+    return orjson.dumps(value, default=_exact)
+
+
 def adapt(value: Any) -> Any:
     """Wrap JSON-shaped values so psycopg sends them as jsonb."""
     if isinstance(value, dict | list):
-        return Jsonb(value)
+        return Jsonb(value, dumps=dump_json)
     return value
 
 
