@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from klaviyo_analytics.api.errors import ApiError
 from klaviyo_analytics.db.pool import Conn, Database
 from klaviyo_analytics.db.repos.api_keys import ApiKey, ApiKeyRepository, AuditRepository
 from klaviyo_analytics.errors import KlaviyoAnalyticsError
@@ -34,8 +35,11 @@ _keys = ApiKeyRepository()
 _audit = AuditRepository()
 
 
-class InvalidRoleError(KlaviyoAnalyticsError, ValueError):
-    """A role that is neither reader nor admin."""
+class InvalidKeyError(ApiError, ValueError):
+    """A new key's role is neither reader nor admin, or its name is empty, long or unprintable."""
+
+    status = 422
+    code = "invalid_parameter"
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,13 @@ def new_token() -> str:
 async def create_key(conn: Conn, *, name: str, role: str, actor: str = "cli") -> NewKey:
     """Create a key with this name and role and record it in the audit log.
 
-    Raises InvalidRoleError for a role other than reader or admin, ValueError for an empty name.
+    Raises InvalidKeyError for a role other than reader or admin, or a name that is empty,
+    longer than 200 characters or holds control characters.
     """
     if role not in ROLES:
-        raise InvalidRoleError(f"unknown role {role!r}; choose one of: {', '.join(ROLES)}")
-    if not name.strip() or len(name) > 200:
-        raise ValueError("a key needs a name of 1 to 200 characters")
+        raise InvalidKeyError(f"unknown role {role!r}; choose one of: {', '.join(ROLES)}")
+    if not name.strip() or len(name) > 200 or not name.isprintable():
+        raise InvalidKeyError("a key needs a printable name of 1 to 200 characters")
     token = new_token()
     key = await _keys.create(
         conn,

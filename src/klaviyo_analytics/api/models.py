@@ -207,5 +207,5 @@ class NewApiKey(BaseModel):
 class NewApiKeyRequest(BaseModel):
     """What a new key is called and what it may do."""
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
     role: Literal["reader", "admin"] = "reader"
