@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from klaviyo_analytics.analytics.facts import refresh_facts
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.embedded import EmbeddedPostgres
 from klaviyo_analytics.db.pool import Database, build_conninfo
@@ -17,7 +18,7 @@ from klaviyo_analytics.errors import ConfigurationError
 from klaviyo_analytics.klaviyo import KlaviyoClient
 from klaviyo_analytics.retry import RetryPolicy
 from klaviyo_analytics.sync.events import EventSyncOptions
-from klaviyo_analytics.sync.runner import SyncOptions
+from klaviyo_analytics.sync.runner import DataSyncService, SyncOptions, refresh_aggregates
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,20 @@ def klaviyo_client(settings: Settings, **overrides: Any) -> KlaviyoClient:
         raise ConfigurationError("KLAVIYO_API_KEY is not set: a private API key is needed to sync")
     return KlaviyoClient(
         api_key=settings.klaviyo_api_key, base_url=settings.klaviyo_base_url, **overrides
+    )
+
+
+def sync_service(
+    settings: Settings, db: Database, client: KlaviyoClient, **kwargs: Any
+) -> DataSyncService:
+    """Return the sync service of a command: the settings' options, and after every event
+    sync the pre-aggregates and the analytics facts refreshed for the touched range."""
+    return DataSyncService(
+        db,
+        client,
+        options=sync_options(settings),
+        after_events=(refresh_aggregates, refresh_facts),
+        **kwargs,
     )
 
 

@@ -22,7 +22,7 @@ from klaviyo_analytics.cli.runtime import (
     database_server,
     klaviyo_client,
     open_database,
-    sync_options,
+    sync_service,
 )
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db import maintenance
@@ -132,7 +132,7 @@ def scheduler_command(
 
 async def _main(settings: Settings, conninfo: str, *, run_now: str | None, list_jobs: bool) -> int:
     async with open_database(settings, conninfo) as db, klaviyo_client(settings) as client:
-        service = DataSyncService(db, client, options=sync_options(settings))
+        service = sync_service(settings, db, client)
         scheduler = Scheduler(
             db, build_jobs(settings, conninfo, db, service), timezone=settings.scheduler_timezone
         )

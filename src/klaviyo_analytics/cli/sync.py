@@ -17,12 +17,12 @@ from klaviyo_analytics.cli.runtime import (
     database_server,
     klaviyo_client,
     open_database,
-    sync_options,
+    sync_service,
 )
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.migrate import migrate
 from klaviyo_analytics.sync.progress import RunCounters
-from klaviyo_analytics.sync.runner import STREAMS, DataSyncService, StreamResult
+from klaviyo_analytics.sync.runner import STREAMS, StreamResult
 
 console = Console()
 
@@ -115,7 +115,7 @@ async def run_sync(
             progress.update(task, records=c.fetched, pages=c.pages, rate=c.rate_per_s)
 
         async with open_database(settings, conninfo) as db, klaviyo_client(settings) as client:
-            service = DataSyncService(db, client, options=sync_options(settings), listener=show)
+            service = sync_service(settings, db, client, listener=show)
             service.results = results
             try:
                 await service.run_stream(stream, since=since, full=full)
