@@ -120,3 +120,38 @@ def test_the_scheduler_lock_holds_across_two_processes(
         ).fetchone()
     assert statuses == ["skipped", "succeeded"]
     assert event_runs == (1,)
+
+
+def test_sync_survives_a_database_restart_mid_run(
+    pg_server: PgServer, db_conninfo: str, make_sandbox: SandboxFactory
+) -> None:
+    if pg_server.embedded is None:
+        import pytest
+
+        pytest.skip("needs the embedded server, which the test can restart (DATABASE_URL is set)")
+    server = make_sandbox(store=replace(SMALL_STORE, days=30), faults=FaultOptions(latency_ms=60))
+    env = cli_env(
+        db_conninfo, server, SYNC_CONCURRENCY="4", DB_MAX_RETRIES="8", DB_MAX_RETRY_DELAY="2000"
+    )
+    proc = start(["sync", "events"], env)
+    deadline = time.monotonic() + 60
+    with psycopg.connect(db_conninfo, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT count(*) FROM klaviyo_events").fetchone()
+            if row and row[0] > 500:
+                break
+            time.sleep(0.1)
+    pg_server.embedded.restart()
+    out = finish(proc)
+    assert "transient database error" in out  # the restart cut connections and was retried
+    with psycopg.connect(db_conninfo) as conn:
+        stored = conn.execute("SELECT count(*) FROM klaviyo_events").fetchone()
+        mismatches = conn.execute(
+            "SELECT count(*) FROM (SELECT metric_id, date_trunc('day', \"timestamp\", 'America/New_York') b,"
+            " count(*) n FROM klaviyo_events GROUP BY 1, 2) raw FULL JOIN (SELECT metric_id, bucket_start b, count n"
+            " FROM klaviyo_aggregated_metrics WHERE bucket_size = 'day') agg USING (metric_id, b)"
+            " WHERE raw.n IS DISTINCT FROM agg.n"
+        ).fetchone()
+    truth = server.generator.count_events()
+    assert stored == (truth,)
+    assert mismatches == (0,)
