@@ -21,7 +21,7 @@ REDIS_PREFIX = "klaviyo-analytics:cache:"
 
 # Which cached groups each stream's data feeds. Every stream feeds "account" (last sync time).
 STREAM_GROUPS: dict[str, frozenset[str]] = {
-    "metrics": frozenset({"metrics", "analytics", "overview", "charts"}),
+    "metrics": frozenset({"metrics", "analytics", "forecast", "overview", "charts"}),
     "campaigns": frozenset({"campaigns", "overview", "charts"}),
     "flows": frozenset({"flows", "overview", "charts"}),
     "lists": frozenset({"overview"}),
@@ -29,7 +29,17 @@ STREAM_GROUPS: dict[str, frozenset[str]] = {
     "forms": frozenset({"forms", "overview", "charts"}),
     "profiles": frozenset({"overview"}),
     "events": frozenset(
-        {"overview", "campaigns", "flows", "forms", "segments", "charts", "analytics", "metrics"}
+        {
+            "overview",
+            "campaigns",
+            "flows",
+            "forms",
+            "segments",
+            "charts",
+            "analytics",
+            "forecast",
+            "metrics",
+        }
     ),
     "reports": frozenset({"campaigns", "flows", "forms", "segments"}),
 }

@@ -22,6 +22,7 @@ from klaviyo_analytics.analytics.errors import (
     InvalidParameterError,
     SeriesTooShortError,
 )
+from klaviyo_analytics.analytics.forecast_models import ModelUnavailableError
 from klaviyo_analytics.db.pool import StatementTimeoutError
 from klaviyo_analytics.errors import (
     ConfigurationError,
@@ -128,6 +129,8 @@ def classify(exc: Exception) -> tuple[int, str, dict[str, str]]:
         return 422, "invalid_parameter", {}
     if isinstance(exc, SeriesTooShortError):
         return 422, "series_too_short", {}
+    if isinstance(exc, ModelUnavailableError):
+        return 422, "model_unavailable", {}
     if isinstance(exc, ConfigurationError):
         return 503, "not_configured", {}
     if isinstance(exc, StatementTimeoutError):

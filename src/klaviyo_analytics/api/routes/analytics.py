@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from klaviyo_analytics.analytics import timeseries
+from klaviyo_analytics.analytics import anomalies, forecast, timeseries
+from klaviyo_analytics.analytics.periods import local_today
 from klaviyo_analytics.api.deps import ID_PATTERN, Caller, Range, State, answer, ttl_for
 from klaviyo_analytics.api.models import ERROR_RESPONSES, RangeModel, Sourced
 
@@ -222,5 +223,210 @@ async def correlation(
         principal,
         group="analytics",
         ttl_s=ttl_for(state, "analytics"),
+        produce=produce,
+    )
+
+
+class AnomalyModel(BaseModel):
+    """A day whose value lies far from what trend and weekly season predict."""
+
+    date: date
+    observed: float
+    expected: float
+    score: float = Field(description="robust z-score of the residual")
+    direction: Literal["spike", "drop"]
+
+
+class AnomaliesResponse(Sourced):
+    """The anomalous days of the range, oldest first."""
+
+    metric_id: str
+    measure: str
+    threshold: float
+    timezone: str
+    range: RangeModel
+    anomalies: list[AnomalyModel]
+
+
+class ForecastPointModel(BaseModel):
+    """One forecast day with its prediction interval."""
+
+    date: date
+    predicted: float
+    lower: float
+    upper: float
+
+
+class ModelScoreModel(BaseModel):
+    """How a candidate model did in the rolling-origin backtest."""
+
+    model_name: str
+    mape: float | None
+    rmse: float
+    mae: float
+    coverage: float
+    folds: int
+
+
+class ForecastResponse(Sourced):
+    """Daily forecast from the store's today, with the chosen model and the backtest."""
+
+    metric_id: str
+    measure: str
+    timezone: str
+    model_name: str
+    model_id: int
+    level: float
+    train_start: date
+    train_end: date
+    points: list[ForecastPointModel]
+    backtest: list[ModelScoreModel]
+
+
+@router.get(
+    "/anomalies/{metric_id}",
+    response_model=AnomaliesResponse,
+    summary="Anomalous days of a metric",
+    responses=NOT_FOUND,
+)
+async def anomalies_of(
+    request: Request,
+    state: State,
+    principal: Caller,
+    rq: Range,
+    metric_id: MetricId,
+    measure: Literal["count", "sum"] = "count",
+    threshold: Annotated[
+        float, Query(gt=0, le=100, allow_inf_nan=False, description="score that flags a day")
+    ] = 3.5,
+) -> Response:
+    """Detect anomalous days in the range (read-only: nothing is stored); 422 under two weeks."""
+    lo, hi = rq.range.bounds(rq.tz)
+
+    async def produce() -> AnomaliesResponse:
+        found = await state.db.run(
+            lambda c: anomalies.detect_anomalies(
+                c,
+                metric_id,
+                start=lo,
+                end=hi,
+                tz=rq.tz,
+                measure=measure,
+                threshold=threshold,
+                store=False,
+            ),
+            readonly=True,
+        )
+        return AnomaliesResponse(
+            source="database",
+            metric_id=metric_id,
+            measure=measure,
+            threshold=threshold,
+            timezone=rq.tz,
+            range=RangeModel.model_validate(rq.range),
+            anomalies=[
+                AnomalyModel(
+                    date=a.date,
+                    observed=a.observed,
+                    expected=a.expected,
+                    score=a.score,
+                    direction=a.direction,
+                )
+                for a in found
+            ],
+        )
+
+    return await answer(
+        request,
+        state,
+        principal,
+        group="analytics",
+        ttl_s=ttl_for(state, "analytics"),
+        produce=produce,
+    )
+
+
+@router.get(
+    "/forecast/{metric_id}",
+    response_model=ForecastResponse,
+    summary="Forecast a metric's daily count or sum",
+    responses=NOT_FOUND,
+)
+async def forecast_of(
+    request: Request,
+    state: State,
+    principal: Caller,
+    metric_id: MetricId,
+    horizon: Annotated[int, Query(ge=1, le=forecast.MAX_HORIZON_DAYS, description="days")] = 30,
+    level: Annotated[
+        float,
+        Query(
+            ge=forecast.LEVEL_RANGE[0],
+            le=forecast.LEVEL_RANGE[1],
+            allow_inf_nan=False,
+            description="prediction interval level",
+        ),
+    ] = 0.95,
+    model: Literal["auto", "seasonal_naive", "ets", "arima"] = "auto",
+    measure: Literal["count", "sum"] = "count",
+    history_days: Annotated[
+        int, Query(ge=forecast.MIN_HISTORY_DAYS, le=forecast.MAX_HISTORY_DAYS)
+    ] = 365,
+) -> Response:
+    """Forecast from the store's today; the model and predictions are stored (forecast tables).
+
+    `auto` picks the model with the best backtest. 422 with less than four weeks of history.
+    """
+    tz = await state.timezone()
+    today = local_today(tz, state.clock())
+
+    async def produce() -> ForecastResponse:
+        f = await state.db.run(
+            lambda c: forecast.forecast_metric(
+                c,
+                metric_id,
+                tz=tz,
+                measure=measure,
+                horizon_days=horizon,
+                level=level,
+                model=model,
+                history_days=history_days,
+                today=today,
+            ),
+            readonly=False,
+        )
+        return ForecastResponse(
+            source="database",
+            metric_id=f.metric_id,
+            measure=f.measure,
+            timezone=tz,
+            model_name=f.model_name,
+            model_id=f.model_id,
+            level=f.level,
+            train_start=f.train_start,
+            train_end=f.train_end,
+            points=[
+                ForecastPointModel(date=p.date, predicted=p.predicted, lower=p.lower, upper=p.upper)
+                for p in f.points
+            ],
+            backtest=[
+                ModelScoreModel(
+                    model_name=s.model_name,
+                    mape=s.mape,
+                    rmse=s.rmse,
+                    mae=s.mae,
+                    coverage=s.coverage,
+                    folds=s.folds,
+                )
+                for s in f.backtest
+            ],
+        )
+
+    return await answer(
+        request,
+        state,
+        principal,
+        group="forecast",
+        ttl_s=ttl_for(state, "forecast"),
         produce=produce,
     )
