@@ -105,6 +105,9 @@ def api_settings(tmp_path: Path, sandbox: SandboxServer | None, **overrides: Any
         "backup_dir": tmp_path / "backups",
         "api_rate_limit_per_minute": 1_000_000,
         "min_free_disk_mb": 0,
+        # Tests choose their cache; a REDIS_URL in the environment must not leak between them.
+        "redis_url": None,
+        "account_timezone": None,
     }
     if sandbox is not None:
         values |= {"klaviyo_api_key": sandbox.api_key, "klaviyo_base_url": sandbox.base_url}
