@@ -32,6 +32,7 @@ from klaviyo_analytics.monitoring.metrics import ApiMetrics
 from klaviyo_analytics.retry import RetryPolicy
 from klaviyo_analytics.sync.events import EventSyncOptions
 from klaviyo_analytics.sync.runner import DataSyncService, SyncOptions, refresh_aggregates
+from klaviyo_analytics.web import routes as web
 
 logger = logging.getLogger(__name__)
 
@@ -237,6 +238,7 @@ def create_app(
         analytics.router,
         sync.router,
         admin.router,
+        web.router,
     ):
         app.include_router(router)
     return app
