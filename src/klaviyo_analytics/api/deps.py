@@ -241,13 +241,6 @@ async def answer(
     )
 
 
-def sourced(body: Sourced) -> Response:
-    """Render an uncached body with its source header."""
-    return Response(
-        body.model_dump_json().encode(), media_type=JSON, headers={"X-Data-Source": body.source}
-    )
-
-
 TTL_FACTORS = {"account": 0.2, "metrics": 4.0, "forecast": 6.0}
 
 
