@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from klaviyo_analytics.analytics.facts import refresh_facts
+from klaviyo_analytics import resources
 from klaviyo_analytics.api.auth import Authenticator, TokenBucket
 from klaviyo_analytics.api.cache import Cache, MemoryCache, RedisCache, groups_for_stream
 from klaviyo_analytics.api.deps import AppState
@@ -26,12 +26,9 @@ from klaviyo_analytics.api.errors import install_error_handlers
 from klaviyo_analytics.api.routes import account, admin, analytics, dashboard, ops, sync
 from klaviyo_analytics.api.syncs import SyncManager
 from klaviyo_analytics.config import Settings
-from klaviyo_analytics.db.pool import Database, build_conninfo
+from klaviyo_analytics.db.pool import Database
 from klaviyo_analytics.klaviyo import KlaviyoClient
 from klaviyo_analytics.monitoring.metrics import ApiMetrics
-from klaviyo_analytics.retry import RetryPolicy
-from klaviyo_analytics.sync.events import EventSyncOptions
-from klaviyo_analytics.sync.runner import DataSyncService, SyncOptions, refresh_aggregates
 from klaviyo_analytics.web import routes as web
 
 logger = logging.getLogger(__name__)
@@ -41,49 +38,6 @@ Clock = Callable[[], datetime]
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _conninfo(settings: Settings) -> str:
-    if settings.database_url is not None:
-        return settings.database_url.get_secret_value()
-    return build_conninfo(
-        host=settings.db_host,
-        port=settings.db_port,
-        user=settings.db_user,
-        password=settings.db_password.get_secret_value(),
-        dbname=settings.db_name,
-        ssl=settings.db_ssl,
-    )
-
-
-def _database(settings: Settings, conninfo: str) -> Database:
-    return Database(
-        conninfo,
-        min_size=settings.db_min_connections,
-        max_size=settings.db_max_connections,
-        idle_timeout_s=settings.db_idle_timeout_ms / 1000,
-        connect_timeout_s=settings.db_connection_timeout_ms / 1000,
-        statement_timeout_ms=settings.db_statement_timeout_ms,
-        slow_query_ms=settings.db_slow_query_ms,
-        retry=RetryPolicy(
-            attempts=settings.db_max_retries + 1,
-            base_s=settings.db_initial_retry_delay_ms / 1000,
-            cap_s=settings.db_max_retry_delay_ms / 1000,
-            factor=settings.db_retry_factor,
-        ),
-        application_name="klaviyo-analytics-api",
-    )
-
-
-def _sync_options(settings: Settings) -> SyncOptions:
-    return SyncOptions(
-        events=EventSyncOptions(
-            concurrency=settings.sync_concurrency, archive_raw=settings.archive_raw_responses
-        ),
-        default_backfill_days=settings.sync_backfill_days,
-        archive_raw=settings.archive_raw_responses,
-        timezone=settings.account_timezone,
-    )
 
 
 class RequestMetrics:
@@ -141,7 +95,11 @@ def create_app(
             db = database
             if db is None:
                 db = await stack.enter_async_context(
-                    _database(settings, conninfo or _conninfo(settings))
+                    resources.database(
+                        settings,
+                        conninfo or resources.external_conninfo(settings),
+                        application_name="klaviyo-analytics-api",
+                    )
                 )
             metrics = ApiMetrics(slow_query_s=settings.db_slow_query_ms / 1000)
             previous_hook = db.on_query
@@ -196,14 +154,8 @@ def create_app(
                     pending.add(task)
                     task.add_done_callback(pending.discard)
 
-                service = DataSyncService(
-                    db,
-                    client,
-                    options=_sync_options(settings),
-                    # Facts feed the dashboard: refresh them with the pre-aggregates.
-                    after_events=(refresh_aggregates, refresh_facts),
-                    on_change=on_change,
-                    clock=clock,
+                service = resources.sync_service(
+                    settings, db, client, on_change=on_change, clock=clock
                 )
 
                 async def settle() -> None:
