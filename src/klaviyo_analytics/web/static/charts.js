@@ -85,7 +85,7 @@ export async function drawRevenue(el, points, extras) {
     traces.push(
       { type: "scatter", mode: "lines", x, y: f.map((p) => p.upper), line: { width: 0 }, hoverinfo: "skip", showlegend: false, name: "upper" },
       {
-        type: "scatter", mode: "lines", x, y: f.map((p) => p.lower), line: { width: 0 }, fill: "tonexty",
+        type: "scatter", mode: "lines", x, y: f.map((p) => Math.max(0, p.lower)), line: { width: 0 }, fill: "tonexty",
         fillcolor: "rgba(124, 58, 237, 0.16)", name: `${level}% interval`, hoverinfo: "skip",
       },
       {
@@ -136,7 +136,9 @@ export async function drawDistribution(el, points) {
       labels: rows.map((p) => channelLabel(p.channel)),
       values: rows.map((p) => Number(p.revenue)),
       marker: { colors: rows.map((p) => channelColor(p.channel)), line: { color: "#fff", width: 2 } },
-      textinfo: "percent",
+      // Labels on slices of 4 % or more; the legend and the tooltip name the small ones.
+      text: rows.map((p) => (Number(p.share_pct) >= 4 ? `${Number(p.share_pct).toFixed(0)}%` : "")),
+      textinfo: "text",
       textposition: "inside",
       insidetextorientation: "horizontal",
       customdata: rows.map((p) => [money(p.revenue), count(p.orders)]),

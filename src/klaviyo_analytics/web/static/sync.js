@@ -141,7 +141,7 @@ export class SyncPanel {
         const text = error.status === 403
           ? "This API key has the reader role: starting a sync needs an admin key."
           : error.status === 503
-            ? `This server cannot sync: ${error.message}`
+            ? `Cannot sync now: ${error.message}`
             : `The sync did not start: ${error.message}`;
         el.replaceChildren(text);
         if (error.status === 401) this.onError(error);
