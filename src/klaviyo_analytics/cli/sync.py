@@ -125,25 +125,15 @@ async def run_sync(
 
 
 def print_summary(results: list[StreamResult]) -> None:
-    """Print one row per stream: status, rows written, records, calls, retries, 429s, time."""
-    table = Table(
-        "stream",
-        "status",
-        "rows written",
-        "records",
-        "API calls",
-        "retries",
-        "429s",
-        "quarantined",
-        "seconds",
-    )
+    """Print one row per stream: status, records fetched, rows written, calls, retries, 429s."""
+    table = Table("stream", "status", "records", "written", "calls", "retries", "429s", "bad", "s")
     for r in results:
-        written = ", ".join(f"{t.removeprefix('klaviyo_')}={n:,}" for t, n in r.rows.items()) or "-"
+        status = r.status if r.status == "succeeded" else f"[red]{r.status}[/red]"
         table.add_row(
             r.stream,
-            r.status,
-            written,
+            status,
             f"{r.fetched:,}",
+            f"{sum(r.rows.values()):,}",
             str(r.api_calls),
             str(r.retries),
             str(r.rate_limited),
@@ -151,3 +141,6 @@ def print_summary(results: list[StreamResult]) -> None:
             f"{r.duration_s:.1f}",
         )
     console.print(table)
+    for r in results:
+        if r.error:
+            console.print(f"[red]{r.stream}[/red]: {r.error}", highlight=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 
+from klaviyo_analytics.db.embedded import EmbeddedPostgres
 from tests.fixtures.database import PgServer
 
 
@@ -81,12 +82,33 @@ def test_maintenance_deletes_expired_rows_without_timescaledb(db_conninfo: str) 
         assert conn.execute("SELECT id FROM klaviyo_events").fetchall() == [("new",)]
 
 
-def test_demo_on_a_fresh_home_starts_the_embedded_database_and_stops_it(tmp_path: Path) -> None:
+def test_demo_on_a_fresh_home_syncs_the_sandbox_and_a_second_run_is_incremental(
+    tmp_path: Path,
+) -> None:
     home = tmp_path / "home"
-    result = run_cli("demo", "--exit", env={"KLAVIYO_ANALYTICS_HOME": str(home)})
+    env = {"KLAVIYO_ANALYTICS_HOME": str(home), "LOG_LEVEL": "WARNING"}
+    result = run_cli("demo", "--exit", "--profiles", "300", "--days", "7", env=env, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "database ready" in result.stdout
+    assert "admin key: ka_" in result.stdout
     assert (home / "pgdata" / "PG_VERSION").exists()
     assert not (home / "pgdata" / "postmaster.pid").exists()  # stopped cleanly on exit
-    again = run_cli("demo", "--exit", env={"KLAVIYO_ANALYTICS_HOME": str(home)})
-    assert again.returncode == 0 and "0 applied now" in again.stdout
+    with (
+        EmbeddedPostgres(home / "pgdata") as pg,
+        psycopg.connect(pg.conninfo("klaviyo_analytics")) as conn,
+    ):
+        events = conn.execute("SELECT count(*) FROM klaviyo_events").fetchone()
+        facts = conn.execute("SELECT count(*) FROM fact_revenue").fetchone()
+        runs = conn.execute("SELECT count(*) FROM sync_runs WHERE status = 'succeeded'").fetchone()
+    assert events and events[0] > 1000 and facts and facts[0] > 0 and runs and runs[0] >= 9
+    again = run_cli("demo", "--exit", env=env, timeout=300)
+    assert again.returncode == 0, again.stderr
+    with (
+        EmbeddedPostgres(home / "pgdata") as pg,
+        psycopg.connect(pg.conninfo("klaviyo_analytics")) as conn,
+    ):
+        events_after = conn.execute("SELECT count(*) FROM klaviyo_events").fetchone()
+        keys = conn.execute(
+            "SELECT count(*) FROM api_keys WHERE name = 'demo' AND revoked_at IS NULL"
+        ).fetchone()
+    assert events_after is not None and events_after[0] >= events[0]  # the same store, grown
+    assert keys == (1,)  # each run revokes the previous demo key
