@@ -1,0 +1,229 @@
+"""Benchmark: event backfill from the sandbox with its rate limits on and latency per page.
+
+    python bench/bench_sync.py [--profiles 50000] [--days 100] [--latency-ms 250]
+                               [--concurrency 24] [--sequential-seconds 30]
+
+In one run, against one sandbox (its own process, rate limits on, `--latency-ms` added to
+every request) and a fresh embedded PostgreSQL:
+  (a) our backfill: `klaviyo-analytics sync events` in a child process, events/s;
+  (b) a single sequential cursor over the same events (one `iter_events`), events/s;
+  (c) the rate-limit ceiling: 1000 events x 3500 pages/min = 58,333 events/s;
+  (d) the machine's ingest ceiling: raw COPY of the pages fetched in (b) into an empty copy
+      of klaviyo_events, rows/s.
+Peak RSS of the sync process is sampled for a quarter of the history and for all of it, to
+show memory stays flat as N grows. Targets (issue 4): (a) >= 10x (b) and >= 80% of min(c, d).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psutil
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from klaviyo_analytics.db.embedded import EmbeddedPostgres
+from klaviyo_analytics.db.migrate import migrate
+from klaviyo_analytics.db.repos.base import adapt
+from klaviyo_analytics.db.repos.events import EventRepository
+from klaviyo_analytics.klaviyo import KlaviyoClient
+from klaviyo_analytics.sync import mapping
+
+API_KEY = "pk_bench_0123456789abcdef"
+RATE_CEILING = 1000 * 3500 / 60
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_sandbox(args: argparse.Namespace, end: datetime) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "klaviyo_analytics.cli",
+            "sandbox",
+            "--port",
+            str(port),
+            "--profiles",
+            str(args.profiles),
+            "--days",
+            str(args.days),
+            "--api-key",
+            API_KEY,
+            "--latency-ms",
+            str(args.latency_ms),
+            "--end",
+            end.isoformat(),
+            "--rate-limits",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            httpx.get(f"{url}/admin/stats", timeout=60).raise_for_status()
+            return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("the sandbox did not start")
+
+
+async def sequential(url: str, seconds: float) -> tuple[float, list[list[object]]]:
+    """Page through events with one cursor for `seconds`; return events/s and the rows."""
+    rows: list[list[object]] = []
+    repo = EventRepository()
+    async with KlaviyoClient(api_key=API_KEY, base_url=url) as client:
+        started = time.perf_counter()
+        pages = client.iter_events(include=("attributions",))
+        async for page in pages:
+            rows.extend(
+                [adapt(getattr(mapping.event(e, {}), c)) for c in repo.columns]
+                for e in page.records
+            )
+            if time.perf_counter() - started >= seconds:
+                break
+        await pages.aclose()  # type: ignore[attr-defined]
+        elapsed = time.perf_counter() - started
+    return len(rows) / elapsed, rows
+
+
+def copy_ceiling(conninfo: str, rows: list[list[object]]) -> float:
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("CREATE TABLE bench_copy (LIKE klaviyo_events INCLUDING ALL)")
+        conn.commit()
+        repo = EventRepository()
+        started = time.perf_counter()
+        for i in range(0, len(rows), 1000):
+            with conn.cursor().copy(
+                f"COPY bench_copy ({', '.join(repo.columns)}) FROM STDIN"
+            ) as copy:  # type: ignore[arg-type]
+                for row in rows[i : i + 1000]:
+                    copy.write_row(row)
+            conn.commit()
+        return len(rows) / (time.perf_counter() - started)
+
+
+def run_sync(
+    conninfo: str, url: str, concurrency: int, since: datetime | None
+) -> tuple[float, int, int]:
+    """Sync profiles, then time `sync events` in a child process (the order `sync all` uses,
+    so events rarely need stub profiles); return (seconds, events stored, peak RSS bytes)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "KLAVIYO_"))}
+    env.update(
+        DATABASE_URL=conninfo,
+        KLAVIYO_API_KEY=API_KEY,
+        KLAVIYO_BASE_URL=url,
+        SYNC_CONCURRENCY=str(concurrency),
+        LOG_LEVEL="WARNING",
+    )
+    subprocess.run(
+        [sys.executable, "-m", "klaviyo_analytics.cli", "sync", "profiles"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    cmd = [sys.executable, "-m", "klaviyo_analytics.cli", "sync", "events"]
+    if since is not None:
+        cmd += ["--since", since.isoformat()]
+    # The child's log goes to a file: a pipe nobody drains while we sample memory would fill
+    # and block the child on its next log line.
+    with tempfile.TemporaryFile() as log:
+        started = time.perf_counter()
+        proc = psutil.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        peak = 0
+        while proc.poll() is None:
+            try:
+                peak = max(peak, proc.memory_info().rss)
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.2)
+        elapsed = time.perf_counter() - started
+        if proc.returncode != 0:
+            log.seek(0)
+            raise SystemExit(f"sync failed: {log.read().decode()[-2000:]}")
+    with psycopg.connect(conninfo) as conn:
+        stored = conn.execute("SELECT count(*) FROM klaviyo_events").fetchone()
+    return elapsed, int(stored[0]) if stored else 0, peak
+
+
+def fresh_database(admin: str) -> str:
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    target = make_conninfo(admin, dbname=name)
+    asyncio.run(migrate(target))
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--profiles", type=int, default=50_000)
+    parser.add_argument("--days", type=int, default=100)
+    parser.add_argument("--latency-ms", type=int, default=250)
+    parser.add_argument("--concurrency", type=int, default=24)
+    parser.add_argument("--sequential-seconds", type=float, default=30)
+    args = parser.parse_args()
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    sandbox, url = start_sandbox(args, end)
+    try:
+        total = int(httpx.get(f"{url}/admin/stats", timeout=120).json()["events"])
+        with tempfile.TemporaryDirectory() as tmp, EmbeddedPostgres(Path(tmp) / "pgdata") as pg:
+            admin = pg.conninfo()
+            seq_rate, rows = asyncio.run(sequential(url, args.sequential_seconds))
+            copy_rate = copy_ceiling(fresh_database(admin), rows)
+            quarter = end - timedelta(days=args.days // 4)
+            q_time, q_events, q_rss = run_sync(
+                fresh_database(admin), url, args.concurrency, quarter
+            )
+            f_time, f_events, f_rss = run_sync(fresh_database(admin), url, args.concurrency, None)
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=30)
+    ours = f_events / f_time
+    ceiling = min(RATE_CEILING, copy_rate)
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+    )
+    print(
+        f"store: {args.profiles:,} profiles, {args.days} days, {total:,} events; latency {args.latency_ms} ms/request, rate limits on; concurrency {args.concurrency}"
+    )
+    print(
+        f"(a) our backfill:        {f_events:,} events in {f_time:.1f} s = {ours:,.0f} events/s (stored == sandbox: {f_events == total})"
+    )
+    print(f"(b) sequential cursor:   {seq_rate:,.0f} events/s over {len(rows):,} events")
+    print(f"(c) rate-limit ceiling:  {RATE_CEILING:,.0f} events/s")
+    print(f"(d) raw COPY ceiling:    {copy_rate:,.0f} rows/s")
+    print(
+        f"(a)/(b) = {ours / seq_rate:.1f}x (target >= 10x); (a)/min(c,d) = {100 * ours / ceiling:.0f}% (target >= 80%)"
+    )
+    print(
+        f"quarter of the history: {q_events:,} events in {q_time:.1f} s = {q_events / q_time:,.0f} events/s"
+    )
+    print(
+        f"peak RSS of the sync: {q_rss / 2**20:.0f} MiB for {q_events:,} events (quarter), {f_rss / 2**20:.0f} MiB for {f_events:,} events (all)"
+    )
+
+
+if __name__ == "__main__":
+    main()
