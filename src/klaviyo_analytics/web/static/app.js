@@ -147,9 +147,11 @@ function askForKey(reason) {
   const dialog = $("key-dialog");
   if (state.keyPromptOpen) return;
   state.keyPromptOpen = true;
-  $("key-reason").textContent = getKey()
-    ? `The saved API key was refused (${reason}). Enter another one.`
-    : "This server needs an API key to show its data. Create one with “klaviyo-analytics apikey create --role admin”.";
+  $("key-reason").textContent = reason === "change"
+    ? "Enter the API key this page should use. It replaces the one stored in this browser."
+    : getKey()
+      ? `The saved API key was refused (${reason}). Enter another one.`
+      : "This server needs an API key to show its data. Create one with “klaviyo-analytics apikey create --role admin”.";
   $("key-input").value = "";
   dialog.showModal();
   $("key-input").focus();
@@ -201,6 +203,7 @@ async function loadAccount(signal) {
     $("account-name").textContent = account.name || "Klaviyo Analytics";
     document.title = `${account.name || "Klaviyo"} · Analytics`;
     $("tz").textContent = account.timezone;
+    sync.timezone = account.timezone;
     renderFreshness();
     return account;
   } catch (error) {
@@ -440,7 +443,8 @@ async function loadTable(signal, account) {
   } else {
     renderBody(table.tBodies[0], columns, body.rows, state.account?.timezone);
   }
-  $("table-sub").textContent = `${fmt.count(body.total)} ${spec.title.toLowerCase()} · ${fmt.rangeText(body.range)} · sorted by ${columns.find((c) => c.key === t.sort)?.label.toLowerCase() || t.sort}, ${t.order === "asc" ? "ascending" : "descending"}`;
+  const noun = body.total === 1 ? spec.title.toLowerCase().replace(/s$/, "") : spec.title.toLowerCase();
+  $("table-sub").textContent = `${fmt.count(body.total)} ${noun} · ${fmt.rangeText(body.range)} · sorted by ${columns.find((c) => c.key === t.sort)?.label.toLowerCase() || t.sort}, ${t.order === "asc" ? "ascending" : "descending"}`;
   renderPager();
   return body.rows.length ? "ready" : "empty";
 }

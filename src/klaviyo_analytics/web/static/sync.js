@@ -192,7 +192,6 @@ export class SyncPanel {
       ` — ${recent.length} run${recent.length === 1 ? "" : "s"}, ${count(rows)} rows written`,
       failed.length ? `; failed: ${failed.map((r) => `${r.stream} (${r.error_message || r.status})`).join(", ")}` : ".",
     );
-    document.getElementById("sync-panel-state")?.remove();
     panel().dataset.state = "ready";
     this.onFinished();
   }
