@@ -184,88 +184,102 @@ def _chart(
     )
 
 
-@router.get(
+TableFetch = Callable[..., Awaitable[Table[Any]]]
+
+
+def _table_route(
+    path: str,
+    *,
+    name: str,
+    row: type[Any],
+    group: str,
+    default_sort: str,
+    fetch: TableFetch,
+    summary: str,
+    doc: str,
+) -> None:
+    """Add a sortable, paged, searchable table endpoint over one performance query."""
+
+    async def endpoint(
+        request: Request,
+        state: State,
+        principal: Caller,
+        rq: Range,
+        sort: Sort = None,
+        order: Order = "desc",
+        limit: Limit = 50,
+        offset: Offset = 0,
+        search: Search = None,
+    ) -> Response:
+        column = sort or default_sort
+        return await _table(
+            request,
+            state,
+            principal,
+            rq,
+            row=row,
+            group=group,
+            sort=column,
+            order=order,
+            limit=limit,
+            offset=offset,
+            fetch=lambda c: fetch(
+                c,
+                rq.range,
+                rq.tz,
+                sort=column,
+                descending=order == "desc",
+                limit=limit,
+                offset=offset,
+                search=search,
+            ),
+        )
+
+    endpoint.__name__ = name
+    endpoint.__doc__ = doc
+    router.get(path, response_model=TableResponse[row], summary=summary)(endpoint)  # type: ignore[valid-type]
+
+
+_table_route(
     "/campaigns",
-    response_model=TableResponse[performance.CampaignRow],
+    name="campaigns",
+    row=performance.CampaignRow,
+    group="campaigns",
+    default_sort="revenue",
+    fetch=performance.campaign_performance,
     summary="Campaign performance (sortable, paged, searchable)",
+    doc="Return campaigns with sends, opens, clicks, conversions and revenue in the range.",
 )
-async def campaigns(
-    request: Request,
-    state: State,
-    principal: Caller,
-    rq: Range,
-    sort: Sort = None,
-    order: Order = "desc",
-    limit: Limit = 50,
-    offset: Offset = 0,
-    search: Search = None,
-) -> Response:
-    """Return campaigns with sends, opens, clicks, conversions and revenue in the range."""
-    column = sort or "revenue"
-    return await _table(
-        request,
-        state,
-        principal,
-        rq,
-        row=performance.CampaignRow,
-        group="campaigns",
-        sort=column,
-        order=order,
-        limit=limit,
-        offset=offset,
-        fetch=lambda c: performance.campaign_performance(
-            c,
-            rq.range,
-            rq.tz,
-            sort=column,
-            descending=order == "desc",
-            limit=limit,
-            offset=offset,
-            search=search,
-        ),
-    )
-
-
-@router.get(
+_table_route(
     "/flows",
-    response_model=TableResponse[performance.FlowRow],
+    name="flows",
+    row=performance.FlowRow,
+    group="flows",
+    default_sort="revenue",
+    fetch=performance.flow_performance,
     summary="Flow performance (sortable, paged, searchable)",
+    doc="Return flows with their message figures and revenue in the range.",
 )
-async def flows(
-    request: Request,
-    state: State,
-    principal: Caller,
-    rq: Range,
-    sort: Sort = None,
-    order: Order = "desc",
-    limit: Limit = 50,
-    offset: Offset = 0,
-    search: Search = None,
-) -> Response:
-    """Return flows with their message figures and revenue in the range."""
-    column = sort or "revenue"
-    return await _table(
-        request,
-        state,
-        principal,
-        rq,
-        row=performance.FlowRow,
-        group="flows",
-        sort=column,
-        order=order,
-        limit=limit,
-        offset=offset,
-        fetch=lambda c: performance.flow_performance(
-            c,
-            rq.range,
-            rq.tz,
-            sort=column,
-            descending=order == "desc",
-            limit=limit,
-            offset=offset,
-            search=search,
-        ),
-    )
+_table_route(
+    "/forms",
+    name="forms",
+    row=performance.FormRow,
+    group="forms",
+    default_sort="submissions",
+    fetch=performance.form_performance,
+    summary="Signup form performance (sortable, paged, searchable)",
+    doc="Return forms with views, submissions and submission rate in the range.",
+)
+_table_route(
+    "/segments",
+    name="segments",
+    row=performance.SegmentRow,
+    group="segments",
+    default_sort="profile_count",
+    fetch=performance.segment_performance,
+    summary="Segments (sortable, paged, searchable)",
+    doc="Return segments with their sizes and members' revenue in the range.",
+)
 
 
 @router.get(
@@ -307,90 +321,6 @@ async def flow_messages(
             descending=order == "desc",
             limit=limit,
             offset=offset,
-        ),
-    )
-
-
-@router.get(
-    "/forms",
-    response_model=TableResponse[performance.FormRow],
-    summary="Signup form performance (sortable, paged, searchable)",
-)
-async def forms(
-    request: Request,
-    state: State,
-    principal: Caller,
-    rq: Range,
-    sort: Sort = None,
-    order: Order = "desc",
-    limit: Limit = 50,
-    offset: Offset = 0,
-    search: Search = None,
-) -> Response:
-    """Return forms with views, submissions and submission rate in the range."""
-    column = sort or "submissions"
-    return await _table(
-        request,
-        state,
-        principal,
-        rq,
-        row=performance.FormRow,
-        group="forms",
-        sort=column,
-        order=order,
-        limit=limit,
-        offset=offset,
-        fetch=lambda c: performance.form_performance(
-            c,
-            rq.range,
-            rq.tz,
-            sort=column,
-            descending=order == "desc",
-            limit=limit,
-            offset=offset,
-            search=search,
-        ),
-    )
-
-
-@router.get(
-    "/segments",
-    response_model=TableResponse[performance.SegmentRow],
-    summary="Segments (sortable, paged, searchable)",
-)
-async def segments(
-    request: Request,
-    state: State,
-    principal: Caller,
-    rq: Range,
-    sort: Sort = None,
-    order: Order = "desc",
-    limit: Limit = 50,
-    offset: Offset = 0,
-    search: Search = None,
-) -> Response:
-    """Return segments with their sizes and members' revenue in the range."""
-    column = sort or "profile_count"
-    return await _table(
-        request,
-        state,
-        principal,
-        rq,
-        row=performance.SegmentRow,
-        group="segments",
-        sort=column,
-        order=order,
-        limit=limit,
-        offset=offset,
-        fetch=lambda c: performance.segment_performance(
-            c,
-            rq.range,
-            rq.tz,
-            sort=column,
-            descending=order == "desc",
-            limit=limit,
-            offset=offset,
-            search=search,
         ),
     )
 
