@@ -6,6 +6,7 @@ Python field names carry their units (`db_idle_timeout_ms`).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,7 +19,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from klaviyo_analytics.errors import ConfigurationError
 
@@ -284,6 +285,16 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise ConfigurationError(describe_settings_error(exc)) from None
+    except SettingsError as exc:
+        # A structured variable (SCHEDULES) that is not JSON fails before validation.
+        raise ConfigurationError(describe_source_error(exc)) from None
+
+
+def describe_source_error(exc: SettingsError) -> str:
+    """Return the variable a source could not parse as JSON, never its value."""
+    found = re.search(r'field "([^"]+)"', str(exc))
+    name = found.group(1).upper() if found else "a setting"
+    return f"invalid setting {name}: not valid JSON"
 
 
 def describe_settings_error(exc: ValidationError) -> str:

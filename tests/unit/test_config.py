@@ -76,6 +76,7 @@ def test_embedded_database_is_used_only_without_database_url_and_db_host(
         ),
         ({"ACCOUNT_TIMEZONE": "Mars/Olympus"}, "ACCOUNT_TIMEZONE: unknown time zone"),
         ({"DB_PORT": "seventy"}, "DB_PORT"),
+        ({"SCHEDULES": "{not json"}, "SCHEDULES: not valid JSON"),
     ],
 )
 def test_invalid_settings_are_refused_with_the_variable_name(
