@@ -23,7 +23,9 @@ logger = logging.getLogger(__name__)
 
 
 def sandbox_command(
-    port: Annotated[int, typer.Option(help="Port to listen on (127.0.0.1).")] = 8765,
+    port: Annotated[
+        int, typer.Option(min=1, max=65535, help="Port to listen on (127.0.0.1).")
+    ] = 8765,
     seed: Annotated[int, typer.Option(help="Seed of the generated store.")] = 1,
     profiles: Annotated[int, typer.Option(help="Number of profiles.")] = 2_000,
     days: Annotated[int, typer.Option(help="Days of event history before --end.")] = 60,
