@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -11,7 +12,8 @@ from pydantic import BaseModel, Field
 
 from klaviyo_analytics.analytics import anomalies, forecast, timeseries
 from klaviyo_analytics.analytics.periods import local_today
-from klaviyo_analytics.api.deps import ID_PATTERN, Caller, Range, State, answer, ttl_for
+from klaviyo_analytics.api.auth import Principal
+from klaviyo_analytics.api.deps import ID_PATTERN, AppState, Caller, Range, State, answer, ttl_for
 from klaviyo_analytics.api.models import ERROR_RESPONSES, RangeModel, Sourced
 
 router = APIRouter(prefix="/api/analytics", tags=["analytics"], responses=ERROR_RESPONSES)
@@ -73,6 +75,23 @@ def _points(points: list[timeseries.Point]) -> list[PointModel]:
     return [PointModel(at=p.at, value=p.value) for p in points]
 
 
+def _answer(
+    request: Request,
+    state: AppState,
+    principal: Principal,
+    produce: Callable[[], Awaitable[Sourced]],
+) -> Awaitable[Response]:
+    """Answer from the analytics cache group, producing the response on a miss."""
+    return answer(
+        request,
+        state,
+        principal,
+        group="analytics",
+        ttl_s=ttl_for(state, "analytics"),
+        produce=produce,
+    )
+
+
 @router.get(
     "/timeseries/{metric_id}",
     response_model=SeriesResponse,
@@ -119,14 +138,7 @@ async def series(
             points=_points(s.points),
         )
 
-    return await answer(
-        request,
-        state,
-        principal,
-        group="analytics",
-        ttl_s=ttl_for(state, "analytics"),
-        produce=produce,
-    )
+    return await _answer(request, state, principal, produce)
 
 
 @router.get(
@@ -170,14 +182,7 @@ async def decomposition(
             residual=d.residual,
         )
 
-    return await answer(
-        request,
-        state,
-        principal,
-        group="analytics",
-        ttl_s=ttl_for(state, "analytics"),
-        produce=produce,
-    )
+    return await _answer(request, state, principal, produce)
 
 
 @router.get(
@@ -217,14 +222,7 @@ async def correlation(
             p_value=c.p_value,
         )
 
-    return await answer(
-        request,
-        state,
-        principal,
-        group="analytics",
-        ttl_s=ttl_for(state, "analytics"),
-        produce=produce,
-    )
+    return await _answer(request, state, principal, produce)
 
 
 class AnomalyModel(BaseModel):
@@ -336,14 +334,7 @@ async def anomalies_of(
             ],
         )
 
-    return await answer(
-        request,
-        state,
-        principal,
-        group="analytics",
-        ttl_s=ttl_for(state, "analytics"),
-        produce=produce,
-    )
+    return await _answer(request, state, principal, produce)
 
 
 @router.get(
