@@ -278,7 +278,8 @@ class Flow(Resource):
 
 
 class FlowAction(Resource):
-    """One step of a flow; `action_type` comes from the definition when Klaviyo omits it."""
+    """One step of a flow; `action_type` and `status` come from the definition when Klaviyo
+    omits them (revision 2026-07-15 keeps them only there)."""
 
     resource_type = "flow-action"
     to_one = {"flow": "flow_id"}
@@ -296,8 +297,12 @@ class FlowAction(Resource):
     ) -> dict[str, Any]:
         flat = super().flatten(resource, included, context)
         definition = flat.get("definition")
-        if flat.get("action_type") is None and isinstance(definition, Mapping):
-            flat["action_type"] = definition.get("type")
+        if isinstance(definition, Mapping):
+            if flat.get("action_type") is None:
+                flat["action_type"] = definition.get("type")
+            data = definition.get("data")
+            if flat.get("status") is None and isinstance(data, Mapping):
+                flat["status"] = data.get("status")
         return flat
 
 

@@ -140,18 +140,13 @@ def flow(f: k.Flow) -> Flow:
 
 
 def flow_action(a: k.FlowAction, flow_id: str) -> FlowAction:
-    """Map a flow action; revision 2026-07-15 keeps its type and status in `definition`.
-
-    The type is stored in Klaviyo's older upper-case form (`send-email` -> `SEND_EMAIL`).
-    """
-    definition = a.definition or {}
-    data = _dict(definition.get("data"))
-    kind = a.action_type or _text(definition.get("type"))
+    """Map a flow action; the type is stored in Klaviyo's older upper-case form
+    (`send-email` -> `SEND_EMAIL`)."""
     return FlowAction(
         id=a.id,
         flow_id=a.flow_id or flow_id,
-        action_type=kind.upper().replace("-", "_") if kind else None,
-        status=a.status or _text(data.get("status")),
+        action_type=a.action_type.upper().replace("-", "_") if a.action_type else None,
+        status=a.status,
         settings=a.definition,
         created=a.created,
         updated=a.updated,
