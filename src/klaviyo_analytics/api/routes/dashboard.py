@@ -383,61 +383,56 @@ async def engagement_chart(
     )
 
 
-@router.get(
+def _top_route(
+    path: str,
+    *,
+    name: str,
+    row: type[Any],
+    fetch: Callable[..., Awaitable[list[Any]]],
+    summary: str,
+    doc: str,
+) -> None:
+    """Add a top-N chart endpoint over one ranking query."""
+
+    async def endpoint(
+        request: Request, state: State, principal: Caller, rq: Range, limit: Top = 5
+    ) -> Response:
+        return await _chart(
+            request,
+            state,
+            principal,
+            rq,
+            row=row,
+            group="charts",
+            fetch=lambda c: fetch(c, rq.range, rq.tz, limit=limit),
+        )
+
+    endpoint.__name__ = name
+    endpoint.__doc__ = doc
+    router.get(path, response_model=ChartResponse[row], summary=summary)(endpoint)  # type: ignore[valid-type]
+
+
+_top_route(
     "/charts/top-flows",
-    response_model=ChartResponse[performance.FlowRow],
+    name="top_flows_chart",
+    row=performance.FlowRow,
+    fetch=performance.top_flows,
     summary="The flows with the most revenue",
+    doc="Return the top flows by attributed revenue.",
 )
-async def top_flows_chart(
-    request: Request, state: State, principal: Caller, rq: Range, limit: Top = 5
-) -> Response:
-    """Return the top flows by attributed revenue."""
-    return await _chart(
-        request,
-        state,
-        principal,
-        rq,
-        row=performance.FlowRow,
-        group="charts",
-        fetch=lambda c: performance.top_flows(c, rq.range, rq.tz, limit=limit),
-    )
-
-
-@router.get(
+_top_route(
     "/charts/top-segments",
-    response_model=ChartResponse[performance.SegmentRow],
+    name="top_segments_chart",
+    row=performance.SegmentRow,
+    fetch=performance.top_segments,
     summary="The largest segments",
+    doc="Return the top segments.",
 )
-async def top_segments_chart(
-    request: Request, state: State, principal: Caller, rq: Range, limit: Top = 5
-) -> Response:
-    """Return the top segments."""
-    return await _chart(
-        request,
-        state,
-        principal,
-        rq,
-        row=performance.SegmentRow,
-        group="charts",
-        fetch=lambda c: performance.top_segments(c, rq.range, rq.tz, limit=limit),
-    )
-
-
-@router.get(
+_top_route(
     "/charts/top-forms",
-    response_model=ChartResponse[performance.FormRow],
+    name="top_forms_chart",
+    row=performance.FormRow,
+    fetch=performance.top_forms,
     summary="The forms with the most submissions",
+    doc="Return the top forms by submissions.",
 )
-async def top_forms_chart(
-    request: Request, state: State, principal: Caller, rq: Range, limit: Top = 5
-) -> Response:
-    """Return the top forms by submissions."""
-    return await _chart(
-        request,
-        state,
-        principal,
-        rq,
-        row=performance.FormRow,
-        group="charts",
-        fetch=lambda c: performance.top_forms(c, rq.range, rq.tz, limit=limit),
-    )
