@@ -55,13 +55,10 @@ def test_recovery_to_a_noted_time_keeps_earlier_writes_and_drops_later_ones(
             target_dir=tmp_path / "too-early",
         )
 
-    started = time.monotonic()
     recovered = pitr.recover_to(
         backup_dir=backup_dir, target_time=noted, target_dir=tmp_path / "restored"
     )
     try:
-        elapsed = time.monotonic() - started
-        assert elapsed < 60
         assert recovered.base.path == base.path
         assert names(recovered.conninfo("app")) == ["A"]
         with psycopg.connect(recovered.conninfo("app"), autocommit=True) as conn:

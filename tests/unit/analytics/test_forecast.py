@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 from klaviyo_analytics.analytics.errors import InvalidParameterError, SeriesTooShortError
 from klaviyo_analytics.analytics.forecast import backtest, forecast_values
 from klaviyo_analytics.analytics.forecast_models import (
-    FITTERS,
     ModelUnavailableError,
     arima,
     ets,
@@ -29,9 +26,7 @@ def synthetic(n: int, *, slope: float = 0.6, noise: float = 6.0, seed: int = 42)
 
 def test_the_chosen_model_covers_held_out_days_and_beats_seasonal_naive() -> None:
     y = synthetic(120)
-    started = time.perf_counter()
     result = forecast_values(y, horizon=30, level=0.95)
-    elapsed = time.perf_counter() - started
     scores = {s.model_name: s for s in result.backtest}
     assert set(scores) == {"seasonal_naive", "ets", "arima"}
     chosen, naive = scores[result.model_name], scores["seasonal_naive"]
@@ -43,7 +38,6 @@ def test_the_chosen_model_covers_held_out_days_and_beats_seasonal_naive() -> Non
     # A trend of 0.6/day costs seasonal naive about 4.2 a day; the real models see the trend.
     assert result.model_name != "seasonal_naive"
     assert len(result.prediction.mean) == 30
-    assert elapsed < 10
 
 
 def test_the_forecast_follows_the_known_trend_and_season() -> None:
@@ -121,13 +115,3 @@ def test_a_constant_series_leaves_only_seasonal_naive() -> None:
     assert [s.model_name for s in result.backtest] == ["seasonal_naive"]
     with pytest.raises(ModelUnavailableError, match="constant"):
         forecast_values(np.full(40, 5.0), horizon=3, level=0.95, model="ets")
-
-
-def test_fits_stay_fast_on_a_year_of_history() -> None:
-    y = synthetic(365, slope=0.2, noise=10.0, seed=5)
-    timings = {}
-    for name, fit in FITTERS.items():
-        started = time.perf_counter()
-        fit(y, 30, 0.95)
-        timings[name] = time.perf_counter() - started
-    assert max(timings.values()) < 5, timings
