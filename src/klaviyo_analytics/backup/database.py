@@ -94,11 +94,15 @@ def drop_database(admin: str, name: str) -> None:
 
 
 def other_sessions(admin: str, name: str) -> list[str]:
-    """Describe the sessions connected to database `name` (`pid user application`)."""
+    """Describe the client sessions connected to database `name` (`pid user application`).
+
+    Background workers such as autovacuum are not counted: they are no user's connection,
+    and DROP DATABASE ends them by itself.
+    """
     with connect(admin) as conn:
         rows = conn.execute(
             "SELECT pid, usename, application_name FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            " WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
             (name,),
         ).fetchall()
     return [f"pid {pid} ({user or '?'}{', ' + str(app) if app else ''})" for pid, user, app in rows]
@@ -115,13 +119,14 @@ def close_database(admin: str, name: str, *, wait_s: float = 15.0) -> int:
         conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(ident))
         rows = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            " WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
             (name,),
         ).fetchall()
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             left = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+                " AND backend_type = 'client backend'",
                 (name,),
             ).fetchone()
             if left is not None and left[0] == 0:
