@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from psycopg.types.json import Jsonb
 
@@ -120,9 +121,7 @@ class EventWindows:
                         restarted = True
                         break
             finally:
-                aclose = getattr(pages, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+                await close(pages)
             if not restarted:
                 window = replace(window, done=True)
                 await self._db.run(saving([window]))
@@ -194,3 +193,10 @@ async def archive_page(conn: Conn, endpoint: str, page: k.Page[k.Event] | k.Page
         "INSERT INTO raw_api_responses (endpoint, url, status, body) VALUES (%s, %s, 200, %s)",
         (endpoint, page.url, Jsonb(page.raw)),
     )
+
+
+async def close(iterator: AsyncIterator[Any]) -> None:
+    """Close an async generator that was left before its end."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from klaviyo_analytics import klaviyo as k
 from klaviyo_analytics.db.pool import Conn, Database
@@ -21,7 +20,7 @@ from klaviyo_analytics.db.repos.sync_state import (
 )
 from klaviyo_analytics.errors import KlaviyoAnalyticsError
 from klaviyo_analytics.sync import streams
-from klaviyo_analytics.sync.events import EventSyncOptions, EventWindows
+from klaviyo_analytics.sync.events import EventSyncOptions, EventWindows, close
 from klaviyo_analytics.sync.progress import RunCounters
 from klaviyo_analytics.sync.state import (
     EVENTS_STREAM,
@@ -419,10 +418,3 @@ def _merge(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, date
 
 def _second(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(microsecond=0)
-
-
-async def close(iterator: AsyncIterator[Any]) -> None:
-    """Close an async generator that was left before its end."""
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        await aclose()
