@@ -26,23 +26,18 @@ import asyncio
 import os
 import platform
 import statistics
-import tempfile
 import time
-import uuid
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
+from scratch import scratch_database
 
 from klaviyo_analytics.analytics.facts import rebuild_facts
 from klaviyo_analytics.analytics.kpis import Overview, overview, ratio
 from klaviyo_analytics.analytics.periods import DateRange, local_today
-from klaviyo_analytics.db.embedded import EmbeddedPostgres
-from klaviyo_analytics.db.migrate import migrate
 from klaviyo_analytics.db.pool import Conn, Database
 from klaviyo_analytics.db.repos.aggregates import AggregateRepository
 
@@ -257,24 +252,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
-    url = os.environ.get("DATABASE_URL")
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with tempfile.TemporaryDirectory() as tmp:
-        server = None if url else EmbeddedPostgres(Path(tmp) / "pgdata").start()
-        admin = url or server.conninfo()  # type: ignore[union-attr]
-        try:
-            with psycopg.connect(admin, autocommit=True) as c:
-                c.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-            target = psycopg.conninfo.make_conninfo(admin, dbname=name)
-            asyncio.run(migrate(target))
-            took = asyncio.run(load(target, args.events))
-            print(took, flush=True)
-            results = asyncio.run(measure(target, args.runs))
-        finally:
-            with psycopg.connect(admin, autocommit=True) as c:
-                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
-            if server is not None:
-                server.stop()
+    with scratch_database("bench") as target:
+        took = asyncio.run(load(target, args.events))
+        print(took, flush=True)
+        results = asyncio.run(measure(target, args.runs))
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )

@@ -31,22 +31,19 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scratch import scratch_database
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, DESKTOP
 from tests.e2e.live import create_keys, serve_dashboard
 
 from bench.bench_overview import TZ, load, percentile
 from klaviyo_analytics.config import Settings
-from klaviyo_analytics.db.embedded import EmbeddedPostgres
-from klaviyo_analytics.db.migrate import migrate
 
 PANELS = ("overview", "revenue", "distribution", "engagement", "top", "table", "sync")
 
@@ -115,24 +112,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--range", default="last-30-days", dest="preset")
     args = parser.parse_args()
-    url = os.environ.get("DATABASE_URL")
-    name = f"bench_page_{uuid.uuid4().hex[:8]}"
-    with tempfile.TemporaryDirectory() as tmp:
-        server = None if url else EmbeddedPostgres(Path(tmp) / "pgdata").start()
-        admin = url or server.conninfo()  # type: ignore[union-attr]
-        try:
-            with psycopg.connect(admin, autocommit=True) as c:
-                c.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
-            target = psycopg.conninfo.make_conninfo(admin, dbname=name)
-            asyncio.run(migrate(target))
-            took = asyncio.run(load(target, args.events))
-            print(took, flush=True)
-            result = measure(target, args.runs, args.preset)
-        finally:
-            with psycopg.connect(admin, autocommit=True) as c:
-                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
-            if server is not None:
-                server.stop()
+    with scratch_database("bench_page") as target:
+        took = asyncio.run(load(target, args.events))
+        print(took, flush=True)
+        result = measure(target, args.runs, args.preset)
     kpis, complete = result["kpis"], result["complete"]
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"

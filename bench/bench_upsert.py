@@ -16,20 +16,15 @@ import asyncio
 import os
 import platform
 import random
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
-import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
+from scratch import scratch_database, server_label
 
-from klaviyo_analytics.db.embedded import EmbeddedPostgres
-from klaviyo_analytics.db.migrate import migrate
 from klaviyo_analytics.db.repos.base import adapt
 from klaviyo_analytics.db.repos.events import Event, EventRepository
 
@@ -107,30 +102,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=5_000)
     args = parser.parse_args()
-    url = os.environ.get("DATABASE_URL")
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    with tempfile.TemporaryDirectory() as tmp:
-        server = None if url else EmbeddedPostgres(Path(tmp) / "pgdata").start()
-        admin = url or server.conninfo()  # type: ignore[union-attr]
-        try:
-            with psycopg.connect(admin, autocommit=True) as c:
-                c.execute(f'CREATE DATABASE "{name}"')
-            target = psycopg.conninfo.make_conninfo(admin, dbname=name)
-            asyncio.run(migrate(target))
-            r = asyncio.run(bench(target, args.events, args.batch))
-        finally:
-            with psycopg.connect(admin, autocommit=True) as c:
-                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            if server is not None:
-                server.stop()
+    with scratch_database("bench") as target:
+        r = asyncio.run(bench(target, args.events, args.batch))
     copy_rate = args.events / r["copy_s"]
     upsert_rate = args.events / r["upsert_s"]
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
-    print(
-        f"server: {'DATABASE_URL' if url else 'embedded PostgreSQL'}; events: {args.events:,}; batch: {args.batch:,}"
-    )
+    print(f"server: {server_label()}; events: {args.events:,}; batch: {args.batch:,}")
     print(f"raw COPY (baseline):   {r['copy_s']:7.1f} s  {copy_rate:10,.0f} rows/s")
     print(f"batch upsert:          {r['upsert_s']:7.1f} s  {upsert_rate:10,.0f} rows/s")
     print(f"ratio upsert/COPY:     {upsert_rate / copy_rate:.2f}x (target >= 0.5x)")
