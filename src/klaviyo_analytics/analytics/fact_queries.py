@@ -80,6 +80,28 @@ INSERT_ORDERS: LiteralString = (
     " LEFT JOIN klaviyo_flow_messages fm ON o.source_type = 'flow' AND fm.id = o.message_id"
 )
 
+# Each order's previous order of the same profile (and previous attributed order), by local
+# date, in (timestamp, order_id) order: what lets a range count distinct customers by counting
+# rows. Recomputed for every profile with an order on or after `%(since)s` (all when NULL):
+# an order written, moved or deleted there can only change the predecessors of that profile's
+# orders from then on. Only rows whose values differ are written.
+UPDATE_ORDER_PREDECESSORS: LiteralString = (
+    "UPDATE fact_orders f SET prev_order_date = s.prev_order_date,"
+    " prev_buyer_date = s.prev_buyer_date"
+    ' FROM (SELECT order_id, "timestamp", date,'
+    "  max(date) OVER w AS prev_order_date,"
+    "  max(date) FILTER (WHERE channel <> 'unattributed') OVER w AS prev_buyer_date"
+    "  FROM fact_orders"
+    "  WHERE profile_id IN (SELECT profile_id FROM fact_orders"
+    "   WHERE profile_id IS NOT NULL AND (%(since)s::date IS NULL OR date >= %(since)s))"
+    '  WINDOW w AS (PARTITION BY profile_id ORDER BY "timestamp", order_id'
+    "   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) s"
+    ' WHERE f.order_id = s.order_id AND f."timestamp" = s."timestamp"'
+    " AND (%(since)s::date IS NULL OR s.date >= %(since)s)"
+    " AND (f.prev_order_date, f.prev_buyer_date)"
+    " IS DISTINCT FROM (s.prev_order_date, s.prev_buyer_date)"
+)
+
 # Message engagement: a (message, profile) pair is unique on the day of its first event of a
 # metric (ties broken by event id); events without a profile count, never as unique.
 INSERT_MESSAGE_ENGAGEMENT: LiteralString = (

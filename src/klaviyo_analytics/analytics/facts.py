@@ -37,6 +37,7 @@ __all__ = [
     "refresh_dim_time",
     "refresh_facts",
     "refresh_facts_for_dates",
+    "update_order_predecessors",
 ]
 
 logger = logging.getLogger(__name__)
@@ -109,11 +110,14 @@ async def refresh_facts_for_dates(
     email_window: timedelta = EMAIL_TOUCH_WINDOW,
     sms_window: timedelta = SMS_TOUCH_WINDOW,
     ids: MetricIds | None = None,
+    predecessors: bool = True,
 ) -> int:
     """Recompute every fact table for exactly these local dates; return the rows written.
 
     Orders are written first: the other facts read their attribution from `fact_orders`.
-    Raises InvalidParameterError for an unknown zone.
+    Then, unless `predecessors` is False (a caller that rewrites many chunks does it once at
+    the end), each order's previous-order dates are brought up to date for the profiles with
+    orders on or after the first date. Raises InvalidParameterError for an unknown zone.
     """
     days = sorted(set(dates))
     if not days:
@@ -134,7 +138,16 @@ async def refresh_facts_for_dates(
     ):
         cur = await conn.execute(statement, params)
         written += max(cur.rowcount, 0)
+    if predecessors:
+        await update_order_predecessors(conn, since=days[0])
     return written
+
+
+async def update_order_predecessors(conn: Conn, *, since: date | None) -> int:
+    """Recompute `prev_order_date`/`prev_buyer_date` of orders on or after `since` (all when
+    None) from the orders in `fact_orders`; return the rows that changed."""
+    cur = await conn.execute(q.UPDATE_ORDER_PREDECESSORS, {"since": since})
+    return max(cur.rowcount, 0)
 
 
 async def refresh_facts(
@@ -211,11 +224,18 @@ async def rebuild_facts(
             end = min(last, start + timedelta(days=REBUILD_CHUNK_DAYS - 1))
             chunk = [start + timedelta(days=i) for i in range((end - start).days + 1)]
             await refresh_facts_for_dates(
-                conn, chunk, timezone, email_window=email_window, sms_window=sms_window, ids=ids
+                conn,
+                chunk,
+                timezone,
+                email_window=email_window,
+                sms_window=sms_window,
+                ids=ids,
+                predecessors=False,
             )
             if progress is not None:
                 progress(end, last)
             start = end + timedelta(days=1)
+        await update_order_predecessors(conn, since=None)
         await refresh_dim_time(conn, first, last, country=country)
     counts: dict[str, int] = {}
     for table in (*FACT_TABLES, "dim_time"):

@@ -91,16 +91,19 @@ _ENGAGEMENT = (
     " FROM fact_engagement WHERE date >= %(ps)s AND date <= %(ce)s"
     " AND metric_type IN ('delivered', 'opened', 'clicked') GROUP BY channel, metric_type"
 )
-# One pass over the orders of both periods, one row per profile, instead of four
-# count(DISTINCT ...) aggregates that would each sort every order.
+# Distinct customers (and attributed buyers) of each range, counted as rows: a profile's
+# first order in a range is the one whose previous order (attributed order, for buyers) falls
+# before the range's start. One scan of the two ranges' orders, no per-profile grouping.
 _CUSTOMERS = (
-    "SELECT count(*) FILTER (WHERE cur) AS customers, count(*) FILTER (WHERE prev) AS p_customers,"
-    " count(*) FILTER (WHERE cur_buyer) AS buyers, count(*) FILTER (WHERE prev_buyer) AS p_buyers"
-    " FROM (SELECT profile_id, bool_or(date >= %(cs)s) AS cur, bool_or(date < %(cs)s) AS prev,"
-    "  bool_or(date >= %(cs)s AND channel <> 'unattributed') AS cur_buyer,"
-    "  bool_or(date < %(cs)s AND channel <> 'unattributed') AS prev_buyer"
-    "  FROM fact_orders WHERE date >= %(ps)s AND date <= %(ce)s AND profile_id IS NOT NULL"
-    "  GROUP BY profile_id) per_profile"
+    "SELECT count(*) FILTER (WHERE date >= %(cs)s"
+    "  AND (prev_order_date IS NULL OR prev_order_date < %(cs)s)) AS customers,"
+    " count(*) FILTER (WHERE date < %(cs)s"
+    "  AND (prev_order_date IS NULL OR prev_order_date < %(ps)s)) AS p_customers,"
+    " count(*) FILTER (WHERE date >= %(cs)s AND channel <> 'unattributed'"
+    "  AND (prev_buyer_date IS NULL OR prev_buyer_date < %(cs)s)) AS buyers,"
+    " count(*) FILTER (WHERE date < %(cs)s AND channel <> 'unattributed'"
+    "  AND (prev_buyer_date IS NULL OR prev_buyer_date < %(ps)s)) AS p_buyers"
+    " FROM fact_orders WHERE date >= %(ps)s AND date <= %(ce)s AND profile_id IS NOT NULL"
 )
 _FORMS = (
     "SELECT coalesce(sum(submissions) FILTER (WHERE date >= %(cs)s), 0) AS cur,"

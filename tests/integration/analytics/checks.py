@@ -88,4 +88,29 @@ def assert_facts_exact(conninfo: str, tz: str) -> Truth:
     for (day, channel), (n, people) in buyers.items():
         expected_eng[(day, channel, "converted")] = (n, len(people))
     assert engagement == expected_eng
+    assert_predecessors_exact(conninfo, truth)
     return truth
+
+
+def assert_predecessors_exact(conninfo: str, truth: Truth) -> None:
+    """Assert each order's previous-order dates: the same profile's latest earlier order (and
+    latest earlier attributed order) in (timestamp, id) order, walked here in Python."""
+    expected: dict[str, tuple[Any, Any]] = {}
+    last: dict[str, tuple[Any, Any]] = {}
+    for o in sorted(truth.orders, key=lambda o: (o["ts"], o["id"])):
+        if o["profile_id"] is None:
+            expected[o["id"]] = (None, None)
+            continue
+        before = last.get(o["profile_id"], (None, None))
+        expected[o["id"]] = before
+        buyer = o["day"] if o["channel"] != "unattributed" else before[1]
+        last[o["profile_id"]] = (o["day"], buyer)
+    stored = {
+        r["order_id"]: (r["prev_order_date"], r["prev_buyer_date"])
+        for r in table(
+            conninfo, "SELECT order_id, prev_order_date, prev_buyer_date FROM fact_orders"
+        )
+    }
+    assert stored == expected
+    # The sandbox's customers order more than once, so the walk above is not trivial.
+    assert any(p is not None for p, _ in expected.values())

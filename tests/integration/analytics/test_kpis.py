@@ -10,9 +10,11 @@ import pytest
 
 from klaviyo_analytics.analytics import performance as perf
 from klaviyo_analytics.analytics.errors import InvalidParameterError
+from klaviyo_analytics.analytics.facts import refresh_facts
 from klaviyo_analytics.analytics.kpis import Overview, overview
 from klaviyo_analytics.analytics.periods import DateRange, store_timezone
 from klaviyo_analytics.db.pool import Conn, Database
+from klaviyo_analytics.db.repos.events import Event, EventRepository
 from klaviyo_analytics.errors import NotFoundError
 from tests.integration.analytics.truth import Truth, compute, table
 
@@ -108,6 +110,58 @@ async def test_overview_equals_independent_figures_for_the_range_and_the_previou
     assert {c: v for c, v in got.revenue_by_channel.items() if v} == by_channel
     last = table(synced_conninfo, "SELECT max(timestamp) AS t FROM klaviyo_events")[0]["t"]
     assert got.data_through == last
+
+
+async def test_a_late_order_before_a_customers_orders_moves_their_first_order_in_the_range(
+    synced_conninfo: str,
+) -> None:
+    # The late order lands more than the refresh's touch window before the customer's next
+    # order, so that order's date is not recomputed: only its stored previous-order date says
+    # the customer is already counted. Counting them twice would show here.
+    whole = span(synced_conninfo)
+    rng = DateRange(whole.end - timedelta(days=29), whole.end)
+    truth = compute(synced_conninfo, TZ)
+    firsts: dict[str, Any] = {}
+    for o in sorted(truth.orders, key=lambda o: o["ts"]):
+        if o["profile_id"] is not None and rng.start <= o["day"] <= rng.end:
+            firsts.setdefault(o["profile_id"], o)
+    late_day = rng.start + timedelta(days=1)
+    customer, first = next(
+        (p, o) for p, o in firsts.items() if o["day"] >= late_day + timedelta(days=8)
+    )
+    metric = table(synced_conninfo, "SELECT id FROM klaviyo_metrics WHERE name = 'Placed Order'")
+    lo, _ = DateRange(late_day, late_day).bounds(TZ)
+    late = Event(
+        id="late-order-before-first",
+        timestamp=lo + timedelta(hours=12),
+        metric_id=metric[0]["id"],
+        profile_id=customer,
+        value=Decimal("10.00"),
+        properties={"$value": 10.0, "$event_id": "late-order-before-first"},
+    )
+
+    async def write(conn: Conn) -> None:
+        await EventRepository().upsert_many(conn, [late])
+        await refresh_facts(conn, late.timestamp, late.timestamp, TZ)
+
+    async with Database(synced_conninfo, min_size=1, max_size=2) as db:
+        await db.run(write)
+    stored = table(
+        synced_conninfo,
+        "SELECT prev_order_date FROM fact_orders WHERE order_id = %(id)s",
+        id=first["id"],
+    )
+    assert stored[0]["prev_order_date"] == late_day
+    truth = compute(synced_conninfo, TZ)
+
+    async def work(conn: Conn) -> Overview:
+        return await overview(conn, rng, TZ)
+
+    got = await read(synced_conninfo, work)
+    want = expected_overview(synced_conninfo, truth, rng)
+    assert got.unique_customers.current == want["unique_customers"]
+    assert got.conversion_rate.current == want["conversion_rate"]
+    assert got.orders.current == want["orders"]
 
 
 async def test_campaign_and_flow_rows_equal_independent_sums_per_source(

@@ -33,7 +33,7 @@ lt AS (
        THEN make_interval(hours => %(sms_hours)s) ELSE make_interval(hours => %(email_hours)s) END
   WHERE o.attributed_source_id IS NULL
   ORDER BY o.id, t."timestamp" DESC, t.id DESC)
-SELECT o.id, (o."timestamp" AT TIME ZONE %(tz)s)::date AS day, o.profile_id,
+SELECT o.id, o."timestamp" AS ts, (o."timestamp" AT TIME ZONE %(tz)s)::date AS day, o.profile_id,
   coalesce(o.value, 0) AS value, o.properties ->> '$event_id' AS ref,
   CASE WHEN o.attributed_source_id IS NOT NULL THEN
     (CASE WHEN coalesce(c.channel, fm.channel, o.properties ->> '$attributed_channel',
