@@ -122,11 +122,67 @@ def copy_ceiling(conninfo: str, rows: list[list[object]]) -> float:
         return len(rows) / (time.perf_counter() - started)
 
 
+class CpuMeter:
+    """CPU seconds used by the sandbox, the sync process and PostgreSQL's processes, and by the
+    whole machine, between `start` and the last `sample`. Backends that exit take their CPU
+    time with them, so every process is sampled while it lives and its last figure is kept."""
+
+    def __init__(self, sandbox_pid: int, postmaster_pid: int) -> None:
+        self._sandbox = psutil.Process(sandbox_pid)
+        self._postmaster = psutil.Process(postmaster_pid)
+        self._seen: dict[tuple[str, int], float] = {}
+        self._base: dict[tuple[str, int], float] = {}
+        self._machine0 = self._machine()
+        self.machine = 0.0
+
+    @staticmethod
+    def _machine() -> float:
+        t = psutil.cpu_times()
+        return float(t.user + t.system + getattr(t, "nice", 0.0))
+
+    @staticmethod
+    def _cpu(proc: psutil.Process) -> float:
+        t = proc.cpu_times()
+        return float(t.user + t.system)
+
+    def start(self, sync: psutil.Process) -> None:
+        self._machine0 = self._machine()
+        self._sample(sync, base=True)
+
+    def sample(self, sync: psutil.Process) -> None:
+        self._sample(sync, base=False)
+        self.machine = self._machine() - self._machine0
+
+    def _sample(self, sync: psutil.Process, *, base: bool) -> None:
+        procs = [("sandbox", self._sandbox), ("sync", sync), ("postgres", self._postmaster)]
+        procs += [("postgres", c) for c in self._postmaster.children()]
+        for role, proc in procs:
+            try:
+                used = self._cpu(proc)
+            except psutil.Error:
+                continue
+            key = (role, proc.pid)
+            if base:
+                self._base[key] = used
+            self._seen[key] = used
+
+    def by_role(self) -> dict[str, float]:
+        out = {"sandbox": 0.0, "sync": 0.0, "postgres": 0.0}
+        for (role, pid), used in self._seen.items():
+            out[role] += used - self._base.get((role, pid), 0.0)
+        return out
+
+
+def postmaster_pid(data_dir: Path) -> int:
+    return int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+
+
 def run_sync(
-    conninfo: str, url: str, concurrency: int, since: datetime | None
+    conninfo: str, url: str, concurrency: int, since: datetime | None, meter: CpuMeter
 ) -> tuple[float, int, int]:
     """Sync profiles, then time `sync events` in a child process (the order `sync all` uses,
-    so events rarely need stub profiles); return (seconds, events stored, peak RSS bytes)."""
+    so events rarely need stub profiles); return (seconds, events stored, peak RSS bytes).
+    `meter` records the CPU the sandbox, the sync and PostgreSQL used meanwhile."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "KLAVIYO_"))}
     env.update(
         DATABASE_URL=conninfo,
@@ -149,10 +205,12 @@ def run_sync(
     with tempfile.TemporaryFile() as log:
         started = time.perf_counter()
         proc = psutil.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        meter.start(proc)
         peak = 0
         while proc.poll() is None:
             try:
                 peak = max(peak, proc.memory_info().rss)
+                meter.sample(proc)
             except psutil.NoSuchProcess:
                 break
             time.sleep(0.2)
@@ -193,10 +251,14 @@ def main() -> None:
             seq_rate, rows = asyncio.run(sequential(url, args.sequential_seconds))
             copy_rate = copy_ceiling(fresh_database(admin), rows)
             quarter = end - timedelta(days=args.days // 4)
+            master = postmaster_pid(Path(tmp) / "pgdata")
             q_time, q_events, q_rss = run_sync(
-                fresh_database(admin), url, args.concurrency, quarter
+                fresh_database(admin), url, args.concurrency, quarter, CpuMeter(sandbox.pid, master)
             )
-            f_time, f_events, f_rss = run_sync(fresh_database(admin), url, args.concurrency, None)
+            meter = CpuMeter(sandbox.pid, master)
+            f_time, f_events, f_rss = run_sync(
+                fresh_database(admin), url, args.concurrency, None, meter
+            )
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=30)
@@ -222,6 +284,21 @@ def main() -> None:
     )
     print(
         f"peak RSS of the sync: {q_rss / 2**20:.0f} MiB for {q_events:,} events (quarter), {f_rss / 2**20:.0f} MiB for {f_events:,} events (all)"
+    )
+    # Where the machine's CPU went during (a): if the cores were busy, (a) is bound by the
+    # machine, and the budget per 1,000 events says what a faster run would have to cut.
+    cores = os.cpu_count() or 1
+    roles = meter.by_role()
+    per_k = {role: 1000 * used / f_events for role, used in roles.items()}
+    print(
+        f"CPU during (a): machine {100 * meter.machine / (f_time * cores):.0f}% of {cores} cores; "
+        + ", ".join(f"{role} {used:.0f} s" for role, used in roles.items())
+    )
+    print(
+        "CPU ms per 1,000 events: "
+        + ", ".join(f"{role} {ms:.0f}" for role, ms in per_k.items())
+        + f"; all three {sum(per_k.values()):.0f} -> machine bound "
+        f"{cores * 1000 * 1000 / sum(per_k.values()):,.0f} events/s on {cores} cores"
     )
 
 

@@ -56,7 +56,7 @@ class Resource(BaseModel):
         if kind != cls.resource_type:
             raise ValueError(f"expected a {cls.resource_type!r} resource, got type {kind!r}")
         attributes = resource.get("attributes", {})
-        if not isinstance(attributes, Mapping):
+        if not isinstance(attributes, dict):
             raise ValueError("attributes is not an object")
         flat: dict[str, Any] = {**attributes, **context, "id": resource.get("id")}
         for relationship, field in cls.to_one.items():

@@ -25,7 +25,8 @@ from klaviyo_analytics.sync.progress import RunCounters
 from klaviyo_analytics.sync.state import Window, save_windows, saving, split_evenly
 
 logger = logging.getLogger(__name__)
-_events = EventRepository()
+# Every page's stub profiles and metrics are created by `ensure_references` just before it.
+_events = EventRepository(references_ensured=True)
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,12 @@ class TimeRange:
 class EventRepository(Repository[Event]):
     """Events; a batch upsert first creates stub profiles and metrics that it refers to."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, references_ensured: bool = False) -> None:
+        """`references_ensured=True` is for a caller that runs `ensure_references` for every
+        batch before writing it (as the sync does): the batch upsert then skips creating stubs,
+        which would find nothing left to create."""
         super().__init__("klaviyo_events", Event, ("id", "timestamp"))
+        self._references_ensured = references_ensured
 
     async def before_merge(self, conn: Conn, stage: sql.Identifier) -> None:
         """Create stub rows for unknown profiles and metrics the staged events name.
@@ -49,6 +53,8 @@ class EventRepository(Repository[Event]):
         Ids are inserted in sorted order so that concurrent batches naming the same profiles
         lock them in the same order and cannot deadlock.
         """
+        if self._references_ensured:
+            return
         await conn.execute(
             sql.SQL(
                 "INSERT INTO klaviyo_profiles (id, is_stub) SELECT DISTINCT profile_id, true"
