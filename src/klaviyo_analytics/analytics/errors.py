@@ -23,3 +23,11 @@ class UnknownMetricError(NotFoundError):
 
 class SeriesTooShortError(FatalError):
     """A series holds too little history for the statistic asked of it (never guessed at)."""
+
+
+class ModelUnavailableError(FatalError):
+    """A forecast model could not be fitted to this series; the reason is the message.
+
+    Defined here rather than beside the models so that code mapping errors (the API) does not
+    import the modelling libraries (statsmodels, scipy, pandas: about 130 MiB resident).
+    """

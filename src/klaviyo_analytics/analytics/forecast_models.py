@@ -30,7 +30,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from statsmodels.tsa.arima.model import ARIMA
 from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
-from klaviyo_analytics.errors import FatalError
+from klaviyo_analytics.analytics.errors import ModelUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +47,6 @@ ARIMA_MAX_DAYS = 182
 
 Array = npt.NDArray[np.float64]
 _FIT_LOCK = threading.Lock()
-
-
-class ModelUnavailableError(FatalError):
-    """A model could not be fitted to this series; the reason is the message."""
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from klaviyo_analytics import klaviyo as k
 from klaviyo_analytics.analytics.errors import (
     InvalidParameterError,
+    ModelUnavailableError,
     SeriesTooShortError,
 )
-from klaviyo_analytics.analytics.forecast_models import ModelUnavailableError
 from klaviyo_analytics.db.pool import StatementTimeoutError
 from klaviyo_analytics.errors import (
     ConfigurationError,

@@ -18,11 +18,9 @@ from typing import Annotated
 
 import httpx
 import typer
-import uvicorn
 from pydantic import SecretStr
 from rich.console import Console
 
-from klaviyo_analytics.api.app import create_app
 from klaviyo_analytics.api.auth import create_key, revoke_key
 from klaviyo_analytics.cli.common import fail_cleanly, load
 from klaviyo_analytics.cli.runtime import check_reachable, database_server, open_database
@@ -133,6 +131,12 @@ def demo_command(
         console.print(
             f"\n[bold green]dashboard[/bold green] {url}\n[bold]admin key[/bold] {token}\nCtrl-C to stop"
         )
+        # Imported here: the app pulls in the forecasting libraries (~130 MiB), which every
+        # other command (and `sync` in particular) should not pay for at start-up.
+        import uvicorn
+
+        from klaviyo_analytics.api.app import create_app
+
         app = create_app(demo, conninfo=conninfo)
         uvicorn.run(app, host="127.0.0.1", port=chosen, log_config=None)
 

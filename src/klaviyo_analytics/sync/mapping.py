@@ -83,7 +83,7 @@ def event(e: k.Event, campaign_of_message: Mapping[str, str]) -> Event:
         profile_id=e.profile_id,
         value=e.value,
         uuid=e.uuid,
-        properties=dict(props),
+        properties=props,  # already a copy made by validation; not mutated
         attributed_source_type=source_type,
         attributed_source_id=source_id,
         attributed_message_id=message_id,
