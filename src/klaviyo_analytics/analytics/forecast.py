@@ -22,6 +22,7 @@ import numpy as np
 from klaviyo_analytics.analytics import periods
 from klaviyo_analytics.analytics.errors import (
     InvalidParameterError,
+    ModelUnavailableError,
     SeriesTooShortError,
     UnknownMetricError,
 )
@@ -29,7 +30,6 @@ from klaviyo_analytics.analytics.forecast_models import (
     FITTERS,
     MODEL_NAMES,
     Array,
-    ModelUnavailableError,
     Prediction,
 )
 from klaviyo_analytics.analytics.timeseries import metric_series

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from klaviyo_analytics.analytics.errors import InvalidParameterError, SeriesTooShortError
-from klaviyo_analytics.analytics.forecast import backtest, forecast_values
-from klaviyo_analytics.analytics.forecast_models import (
+from klaviyo_analytics.analytics.errors import (
+    InvalidParameterError,
     ModelUnavailableError,
-    arima,
-    ets,
-    seasonal_naive,
+    SeriesTooShortError,
 )
+from klaviyo_analytics.analytics.forecast import backtest, forecast_values
+from klaviyo_analytics.analytics.forecast_models import arima, ets, seasonal_naive
 
 SEASON = np.array([0.0, 8.0, 15.0, 20.0, 10.0, -25.0, -28.0])
 
