@@ -155,7 +155,7 @@ class CpuMeter:
 
     def _sample(self, sync: psutil.Process, *, base: bool) -> None:
         procs = [("sandbox", self._sandbox), ("sync", sync), ("postgres", self._postmaster)]
-        procs += [("postgres", c) for c in self._postmaster.children()]
+        procs += [(self._pg_role(c), c) for c in self._postmaster.children()]
         for role, proc in procs:
             try:
                 used = self._cpu(proc)
@@ -166,10 +166,26 @@ class CpuMeter:
                 self._base[key] = used
             self._seen[key] = used
 
+    @staticmethod
+    def _pg_role(proc: psutil.Process) -> str:
+        """Return the role of a PostgreSQL process from its title: `postgres` for the backends
+        serving queries, `postgres autovacuum`, or `postgres background` (checkpointer, WAL
+        writer, background writer)."""
+        try:
+            title = " ".join(proc.cmdline())
+        except psutil.Error:
+            return "postgres"
+        if "autovacuum" in title:
+            return "postgres autovacuum"
+        for kind in ("checkpointer", "walwriter", "background writer"):
+            if kind in title:
+                return "postgres background"
+        return "postgres"
+
     def by_role(self) -> dict[str, float]:
-        out = {"sandbox": 0.0, "sync": 0.0, "postgres": 0.0}
+        out: dict[str, float] = {"sandbox": 0.0, "sync": 0.0, "postgres": 0.0}
         for (role, pid), used in self._seen.items():
-            out[role] += used - self._base.get((role, pid), 0.0)
+            out[role] = out.get(role, 0.0) + used - self._base.get((role, pid), 0.0)
         return out
 
 
@@ -289,7 +305,7 @@ def main() -> None:
     # machine, and the budget per 1,000 events says what a faster run would have to cut.
     cores = os.cpu_count() or 1
     roles = meter.by_role()
-    per_k = {role: 1000 * used / f_events for role, used in roles.items()}
+    per_k = {role: 1_000_000 * used / f_events for role, used in roles.items()}
     print(
         f"CPU during (a): machine {100 * meter.machine / (f_time * cores):.0f}% of {cores} cores; "
         + ", ".join(f"{role} {used:.0f} s" for role, used in roles.items())
@@ -297,7 +313,7 @@ def main() -> None:
     print(
         "CPU ms per 1,000 events: "
         + ", ".join(f"{role} {ms:.0f}" for role, ms in per_k.items())
-        + f"; all three {sum(per_k.values()):.0f} -> machine bound "
+        + f"; all {sum(per_k.values()):.0f} -> machine bound "
         f"{cores * 1000 * 1000 / sum(per_k.values()):,.0f} events/s on {cores} cores"
     )
 
