@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Install what the tests need, then lint, type-check and run the whole suite.
-# The suite starts its own embedded PostgreSQL. When a PostgreSQL answers on 127.0.0.1:5432
-# (as on the CI machines), the database tests run a second time against it.
-set -euo pipefail
+# The suite starts its own embedded PostgreSQL. Optional passes run when what they need is here
+# (a PostgreSQL on 127.0.0.1:5432, a Redis on 127.0.0.1:6379) and say why when they skip.
+# Every pass runs even when an earlier one fails; the summary at the end lists each pass and the
+# exit status is non-zero if any failed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+python3 -m pip install --quiet --disable-pip-version-check -e '.[test]' || {
+    echo "!! installing the project and its test dependencies failed" >&2
+    exit 1
+}
 
 # The browser tests (tests/e2e) drive Debian's chromium: `playwright install` cannot download
 # browsers here. Without the binary those tests skip, saying why.
@@ -16,20 +21,54 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
     fi
 fi
 
-python3 -m ruff check src tests bench
-python3 -m mypy
-python3 -m pytest "$@"
+results=()
+failed=0
+
+run_pass() {  # run_pass NAME COMMAND...: run one pass, remember how it ended
+    local name=$1
+    shift
+    echo "== $name =="
+    local start=$SECONDS
+    if "$@"; then
+        results+=("passed   $name ($((SECONDS - start)) s)")
+    else
+        results+=("FAILED   $name ($((SECONDS - start)) s)")
+        failed=1
+    fi
+}
+
+skip_pass() {  # skip_pass NAME REASON
+    echo "== $1: skipped, $2 =="
+    results+=("skipped  $1: $2")
+}
 
 answers() {  # answers HOST PORT: is something listening there?
     python3 -c "import socket, sys; socket.create_connection(('$1', $2), timeout=1).close()" 2>/dev/null
 }
 
-if [ -z "${DATABASE_URL:-}" ] && answers 127.0.0.1 5432; then
-    echo "== database tests against the PostgreSQL on 127.0.0.1:5432 =="
-    DATABASE_URL="postgresql://postgres@127.0.0.1:5432/postgres" python3 -m pytest tests/integration/db -q
+run_pass "lint (ruff)" python3 -m ruff check src tests bench scripts
+run_pass "types (mypy --strict)" python3 -m mypy
+run_pass "suite on the embedded PostgreSQL" python3 -m pytest "$@"
+
+if [ -n "${DATABASE_URL:-}" ]; then
+    skip_pass "database tests on 127.0.0.1:5432" "DATABASE_URL is set, so the suite above already ran on it"
+elif answers 127.0.0.1 5432; then
+    run_pass "database tests on the PostgreSQL at 127.0.0.1:5432" \
+        env DATABASE_URL="postgresql://postgres@127.0.0.1:5432/postgres" python3 -m pytest tests/integration/db -q
+else
+    skip_pass "database tests on 127.0.0.1:5432" "no PostgreSQL answers there"
 fi
 
-if [ -z "${REDIS_URL:-}" ] && answers 127.0.0.1 6379; then
-    echo "== cache tests against the Redis on 127.0.0.1:6379 =="
-    REDIS_URL="redis://127.0.0.1:6379/15" python3 -m pytest tests/integration/api/test_redis_cache.py -q
+if [ -n "${REDIS_URL:-}" ]; then
+    skip_pass "cache tests on Redis" "REDIS_URL is set, so the suite above already ran them on it"
+elif answers 127.0.0.1 6379; then
+    run_pass "cache tests on the Redis at 127.0.0.1:6379" \
+        env REDIS_URL="redis://127.0.0.1:6379/15" python3 -m pytest tests/integration/api/test_redis_cache.py -q
+else
+    skip_pass "cache tests on Redis" "no Redis answers on 127.0.0.1:6379"
 fi
+
+echo
+echo "== summary =="
+printf '  %s\n' "${results[@]}"
+exit "$failed"

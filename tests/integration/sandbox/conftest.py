@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,16 +10,9 @@ import pytest
 from openapi_schema_validator import OAS30Validator
 
 from klaviyo_analytics.sandbox.server import SandboxServer
+from klaviyo_analytics.sandbox.spec import klaviyo_spec
 
 REVISION = "2026-07-15"
-
-
-def spec_dir() -> Path:
-    """Locate shared/klaviyo-openapi: $KLAVIYO_OPENAPI_DIR, or ../shared next to the repo."""
-    env = os.environ.get("KLAVIYO_OPENAPI_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[4] / "shared" / "klaviyo-openapi"
 
 
 def _any_of(node: Any) -> Any:
@@ -38,11 +28,8 @@ def _any_of(node: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def openapi_spec() -> dict[str, Any]:
-    """Klaviyo's OpenAPI spec (stable.json), with oneOf read as anyOf."""
-    path = spec_dir() / "stable.json"
-    if not path.exists():
-        pytest.fail(f"the Klaviyo spec is missing at {path}; set KLAVIYO_OPENAPI_DIR")
-    spec: dict[str, Any] = _any_of(json.loads(path.read_text()))
+    """Klaviyo's OpenAPI spec as the repository keeps it, with oneOf read as anyOf."""
+    spec: dict[str, Any] = _any_of(klaviyo_spec())
     return spec
 
 
