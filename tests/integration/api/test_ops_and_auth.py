@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -82,8 +84,11 @@ async def test_two_apps_keep_separate_metric_registries(
 ) -> None:
     async with make_api(synced_conninfo) as first, make_api(synced_conninfo) as second:
         await first.get("/api/metrics")
-        text = (await second.http.get("/metrics")).text
-    assert 'route="/api/metrics"' not in text
+        first_text = (await first.http.get("/metrics")).text
+        second_text = (await second.http.get("/metrics")).text
+    assert 'route="/api/metrics"' in first_text
+    assert "klaviyo_analytics_http_requests" in second_text
+    assert 'route="/api/metrics"' not in second_text
 
 
 async def test_no_key_is_401_and_an_unknown_key_is_401_in_the_error_shape(api: Api) -> None:
@@ -106,6 +111,7 @@ async def test_keys_are_stored_hashed_and_revoked_keys_stop_working(api: Api) ->
     with psycopg.connect(api.db.conninfo) as conn:
         hashes = [r[0] for r in conn.execute("SELECT token_hash FROM api_keys").fetchall()]
     assert api.reader_key not in hashes and all(len(h) == 64 for h in hashes)
+    assert hashlib.sha256(api.reader_key.encode()).hexdigest() in hashes
     created = await api.http.post(
         "/api/keys", json={"name": "temp", "role": "reader"}, headers=api.admin
     )
