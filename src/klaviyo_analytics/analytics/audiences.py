@@ -16,7 +16,7 @@ from psycopg import sql
 
 from klaviyo_analytics.analytics.kpis import range_params
 from klaviyo_analytics.analytics.periods import DateRange
-from klaviyo_analytics.analytics.table import Table, check_page, order_by
+from klaviyo_analytics.analytics.table import Table, fetch_page, search_pattern
 from klaviyo_analytics.db.pool import Conn
 
 FORM_SORTS = (
@@ -72,11 +72,8 @@ async def form_performance(
 
     Raises InvalidParameterError for a sort column outside FORM_SORTS, or a bad page.
     """
-    check_page(limit, offset)
-    order = order_by(sort, FORM_SORTS, descending)
-    pattern = f"%{search.strip()}%" if search and search.strip() else None
-    params = {**range_params(rng, tz), "pattern": pattern, "limit": limit, "offset": offset}
-    rows = sql.SQL(
+    params = {**range_params(rng, tz), "pattern": search_pattern(search)}
+    rows_sql = sql.SQL(
         "x AS (SELECT form_id,"
         " sum(views) FILTER (WHERE date >= %(cs)s) AS views,"
         " sum(submissions) FILTER (WHERE date >= %(cs)s) AS submissions,"
@@ -91,17 +88,9 @@ async def form_performance(
         " FROM klaviyo_forms f LEFT JOIN x ON x.form_id = f.id"
         " WHERE %(pattern)s::text IS NULL OR f.name ILIKE %(pattern)s)"
     )
-    cur = await conn.execute(
-        sql.SQL("WITH {rows} SELECT count(*) AS n FROM r").format(rows=rows), params
-    )
-    counted = await cur.fetchone()
-    cur = await conn.execute(
-        sql.SQL(
-            "WITH {rows} SELECT * FROM r ORDER BY {o} LIMIT %(limit)s OFFSET %(offset)s"
-        ).format(rows=rows, o=order),
-        params,
-    )
-    return Table([FormRow(**r) for r in await cur.fetchall()], int(counted["n"]) if counted else 0)
+    rows, total = await fetch_page(conn, rows_sql, params, sort=sort, allowed=FORM_SORTS,
+                                   descending=descending, limit=limit, offset=offset)  # fmt: skip
+    return Table([FormRow(**r) for r in rows], total)
 
 
 async def segment_performance(
@@ -119,30 +108,17 @@ async def segment_performance(
 
     Raises InvalidParameterError for a sort column outside SEGMENT_SORTS, or a bad page.
     """
-    check_page(limit, offset)
-    order = order_by(sort, SEGMENT_SORTS, descending)
-    pattern = f"%{search.strip()}%" if search and search.strip() else None
-    params = {"pattern": pattern, "limit": limit, "offset": offset}
-    rows = sql.SQL(
+    params = {"pattern": search_pattern(search)}
+    rows_sql = sql.SQL(
         "t AS (SELECT count(*) AS n FROM klaviyo_profiles WHERE NOT is_stub),"
         " r AS (SELECT s.id, s.name, s.profile_count,"
         " round(s.profile_count::numeric / nullif(t.n, 0) * 100, 2)::float8 AS share_pct,"
         " s.updated FROM klaviyo_segments s CROSS JOIN t"
         " WHERE %(pattern)s::text IS NULL OR s.name ILIKE %(pattern)s)"
     )
-    cur = await conn.execute(
-        sql.SQL("WITH {rows} SELECT count(*) AS n FROM r").format(rows=rows), params
-    )
-    counted = await cur.fetchone()
-    cur = await conn.execute(
-        sql.SQL(
-            "WITH {rows} SELECT * FROM r ORDER BY {o} LIMIT %(limit)s OFFSET %(offset)s"
-        ).format(rows=rows, o=order),
-        params,
-    )
-    return Table(
-        [SegmentRow(**r) for r in await cur.fetchall()], int(counted["n"]) if counted else 0
-    )
+    rows, total = await fetch_page(conn, rows_sql, params, sort=sort, allowed=SEGMENT_SORTS,
+                                   descending=descending, limit=limit, offset=offset)  # fmt: skip
+    return Table([SegmentRow(**r) for r in rows], total)
 
 
 async def top_forms(conn: Conn, rng: DateRange, tz: str, limit: int = 5) -> list[FormRow]:

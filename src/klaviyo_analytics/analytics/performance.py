@@ -34,7 +34,7 @@ from klaviyo_analytics.analytics.charts import (
 from klaviyo_analytics.analytics.errors import InvalidParameterError
 from klaviyo_analytics.analytics.kpis import range_params
 from klaviyo_analytics.analytics.periods import DateRange
-from klaviyo_analytics.analytics.table import Table, check_page, order_by
+from klaviyo_analytics.analytics.table import Table, fetch_page, search_pattern
 from klaviyo_analytics.db.pool import Conn
 from klaviyo_analytics.errors import NotFoundError
 
@@ -181,38 +181,6 @@ def _sums(key: LiteralString) -> sql.Composed:
     ).format(k=sql.SQL(key))
 
 
-def _search(search: str | None) -> str | None:
-    if search is None or not search.strip():
-        return None
-    escaped = search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-async def _table(
-    conn: Conn,
-    rows_sql: sql.Composed,
-    params: dict[str, Any],
-    sort: str,
-    allowed: tuple[str, ...],
-    descending: bool,
-    limit: int,
-    offset: int,
-) -> tuple[list[dict[str, Any]], int]:
-    check_page(limit, offset)
-    order = order_by(sort, allowed, descending)
-    cur = await conn.execute(
-        sql.SQL("WITH {rows} SELECT count(*) AS n FROM r").format(rows=rows_sql), params
-    )
-    counted = await cur.fetchone()
-    cur = await conn.execute(
-        sql.SQL(
-            "WITH {rows} SELECT * FROM r ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s"
-        ).format(rows=rows_sql, order=order),
-        {**params, "limit": limit, "offset": offset},
-    )
-    return list(await cur.fetchall()), int(counted["n"]) if counted else 0
-
-
 def _figures(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in _METRIC_SORTS}
 
@@ -233,7 +201,7 @@ async def campaign_performance(
     Raises InvalidParameterError for a sort column outside CAMPAIGN_SORTS, or a bad page.
     """
     params = {**range_params(rng, tz), "source_type": "campaign", "source_id": None,
-              "pattern": _search(search)}  # fmt: skip
+              "pattern": search_pattern(search)}  # fmt: skip
     rows_sql = sql.SQL(
         "{sums}, r AS (SELECT c.id, c.name, c.channel, c.send_time, {figures}"
         " FROM klaviyo_campaigns c LEFT JOIN e ON e.key = c.id LEFT JOIN v ON v.key = c.id"
@@ -242,9 +210,8 @@ async def campaign_performance(
         "  OR (c.send_time >= %(clo)s AND c.send_time < %(chi)s))"
         " AND (%(pattern)s::text IS NULL OR c.name ILIKE %(pattern)s))"
     ).format(sums=_sums("source_id"), figures=sql.SQL(_FIGURES))
-    rows, total = await _table(
-        conn, rows_sql, params, sort, CAMPAIGN_SORTS, descending, limit, offset
-    )
+    rows, total = await fetch_page(conn, rows_sql, params, sort=sort, allowed=CAMPAIGN_SORTS,
+                                   descending=descending, limit=limit, offset=offset)  # fmt: skip
     return Table(
         [
             CampaignRow(
@@ -276,14 +243,15 @@ async def flow_performance(
     Raises InvalidParameterError for a sort column outside FLOW_SORTS, or a bad page.
     """
     params = {**range_params(rng, tz), "source_type": "flow", "source_id": None,
-              "pattern": _search(search)}  # fmt: skip
+              "pattern": search_pattern(search)}  # fmt: skip
     rows_sql = sql.SQL(
         "{sums}, r AS (SELECT f.id, f.name, f.status, {figures}"
         " FROM klaviyo_flows f LEFT JOIN e ON e.key = f.id LEFT JOIN v ON v.key = f.id"
         " LEFT JOIN p ON p.key = f.id"
         " WHERE (%(pattern)s::text IS NULL OR f.name ILIKE %(pattern)s))"
     ).format(sums=_sums("source_id"), figures=sql.SQL(_FIGURES))
-    rows, total = await _table(conn, rows_sql, params, sort, FLOW_SORTS, descending, limit, offset)
+    rows, total = await fetch_page(conn, rows_sql, params, sort=sort, allowed=FLOW_SORTS,
+                                   descending=descending, limit=limit, offset=offset)  # fmt: skip
     return Table(
         [FlowRow(id=r["id"], name=r["name"], status=r["status"], **_figures(r)) for r in rows],
         total,
@@ -314,9 +282,8 @@ async def flow_message_performance(
         " FROM klaviyo_flow_messages m LEFT JOIN e ON e.key = m.id LEFT JOIN v ON v.key = m.id"
         " LEFT JOIN p ON p.key = m.id WHERE m.flow_id = %(source_id)s)"
     ).format(sums=_sums("message_id"), figures=sql.SQL(_FIGURES))
-    rows, total = await _table(
-        conn, rows_sql, params, sort, FLOW_MESSAGE_SORTS, descending, limit, offset
-    )
+    rows, total = await fetch_page(conn, rows_sql, params, sort=sort, allowed=FLOW_MESSAGE_SORTS,
+                                   descending=descending, limit=limit, offset=offset)  # fmt: skip
     return Table(
         [
             FlowMessageRow(

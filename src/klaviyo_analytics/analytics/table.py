@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from psycopg import sql
 
 from klaviyo_analytics.analytics.errors import InvalidParameterError
+from klaviyo_analytics.db.pool import Conn
 
 T = TypeVar("T")
 MAX_LIMIT = 1000
@@ -41,3 +42,44 @@ def order_by(sort: str, allowed: tuple[str, ...], descending: bool) -> sql.Compo
     return sql.SQL("{c} {d} NULLS LAST, id").format(
         c=sql.Identifier(sort), d=sql.SQL("DESC" if descending else "ASC")
     )
+
+
+def search_pattern(search: str | None) -> str | None:
+    """Return an ILIKE pattern matching names that contain `search` literally, or None.
+
+    `%`, `_` and the escape character itself are escaped, so "50%" finds "50% off", not "500".
+    """
+    if search is None or not search.strip():
+        return None
+    escaped = search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def fetch_page(
+    conn: Conn,
+    rows_sql: sql.Composable,
+    params: dict[str, Any],
+    *,
+    sort: str,
+    allowed: tuple[str, ...],
+    descending: bool,
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """Return one page of the CTE `r` defined by `rows_sql`, in the asked order, and its total.
+
+    Raises InvalidParameterError for a sort column outside `allowed`, or a bad page.
+    """
+    check_page(limit, offset)
+    order = order_by(sort, allowed, descending)
+    cur = await conn.execute(
+        sql.SQL("WITH {rows} SELECT count(*) AS n FROM r").format(rows=rows_sql), params
+    )
+    counted = await cur.fetchone()
+    cur = await conn.execute(
+        sql.SQL(
+            "WITH {rows} SELECT * FROM r ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s"
+        ).format(rows=rows_sql, order=order),
+        {**params, "limit": limit, "offset": offset},
+    )
+    return list(await cur.fetchall()), int(counted["n"]) if counted else 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -281,3 +281,36 @@ async def test_store_timezone_prefers_the_override_then_the_account_then_utc(
 
     assert await read(synced_conninfo, synced) == (TZ, "Europe/Paris")
     assert await database.run(store_timezone) == "UTC"
+
+
+async def test_search_matches_names_literally_on_every_table(database: Database) -> None:
+    # "50%" and "a_b" must find only the names holding them, not what LIKE's wildcards match.
+    names = ["50% off", "500 club", "a_b test", "axb test"]
+    rng = DateRange(date(2026, 1, 1), date(2026, 1, 31))
+
+    async def work(conn: Conn) -> None:
+        for i, name in enumerate(names):
+            await conn.execute(
+                "INSERT INTO klaviyo_campaigns (id, name, channel, send_time)"
+                " VALUES (%s, %s, 'email', '2026-01-10T12:00:00Z')",
+                (f"c{i}", name),
+            )
+            await conn.execute(
+                "INSERT INTO klaviyo_flows (id, name) VALUES (%s, %s)", (f"f{i}", name)
+            )
+            await conn.execute(
+                "INSERT INTO klaviyo_forms (id, name) VALUES (%s, %s)", (f"o{i}", name)
+            )
+            await conn.execute(
+                "INSERT INTO klaviyo_segments (id, name) VALUES (%s, %s)", (f"s{i}", name)
+            )
+        tables = (perf.campaign_performance, perf.flow_performance, perf.form_performance,
+                  perf.segment_performance)  # fmt: skip
+        for listing in tables:
+            for search, expected in (("50%", ["50% off"]), ("a_b", ["a_b test"]),
+                                     ("50", ["50% off", "500 club"])):  # fmt: skip
+                found = await listing(conn, rng, TZ, search=search, sort="name", descending=False)
+                assert [r.name for r in found.rows] == expected, (listing.__name__, search)
+                assert found.total == len(expected)
+
+    await database.run(work)
