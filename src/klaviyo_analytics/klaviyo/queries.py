@@ -28,6 +28,14 @@ from klaviyo_analytics.klaviyo.reports import (
 from klaviyo_analytics.klaviyo.session import ApiSession
 
 M = TypeVar("M", ValuesReport, SeriesReport, MetricAggregate)
+# Each values/series report type: the operation (its rate limits) and the path it is posted to.
+REPORTS: dict[str, tuple[str, str]] = {
+    "campaign-values-report": ("query_campaign_values", "/api/campaign-values-reports"),
+    "flow-values-report": ("query_flow_values", "/api/flow-values-reports"),
+    "flow-series-report": ("query_flow_series", "/api/flow-series-reports"),
+    "form-values-report": ("query_form_values", "/api/form-values-reports"),
+    "segment-values-report": ("query_segment_values", "/api/segment-values-reports"),
+}
 
 
 class ReportQueries:
@@ -52,6 +60,12 @@ class ReportQueries:
             next_url = next_link(document)
         return merged
 
+    async def _query(self, model: type[M], report_type: str, **options: Any) -> M:
+        """POST one values/series report query of `report_type` and validate its results."""
+        operation, path = REPORTS[report_type]
+        body = values_report_body(report_type, **options)
+        return _validated(model, await self._report(operation, path, body), path)
+
     async def query_campaign_values(
         self,
         *,
@@ -65,17 +79,9 @@ class ReportQueries:
 
         Raises ValueError without statistics, KlaviyoError subclasses from the API.
         """
-        body = values_report_body(
-            "campaign-values-report",
-            statistics=statistics,
-            timeframe=timeframe,
-            conversion_metric_id=conversion_metric_id,
-            group_by=group_by,
-            filter=filter,
-        )
-        path = "/api/campaign-values-reports"
-        merged = await self._report("query_campaign_values", path, body)
-        return _validated(ValuesReport, merged, path)
+        return await self._query(ValuesReport, "campaign-values-report", statistics=statistics,
+                                 timeframe=timeframe, conversion_metric_id=conversion_metric_id,
+                                 group_by=group_by, filter=filter)  # fmt: skip
 
     async def query_flow_values(
         self,
@@ -90,16 +96,9 @@ class ReportQueries:
 
         Raises ValueError without statistics, KlaviyoError subclasses from the API.
         """
-        body = values_report_body(
-            "flow-values-report",
-            statistics=statistics,
-            timeframe=timeframe,
-            conversion_metric_id=conversion_metric_id,
-            group_by=group_by,
-            filter=filter,
-        )
-        path = "/api/flow-values-reports"
-        return _validated(ValuesReport, await self._report("query_flow_values", path, body), path)
+        return await self._query(ValuesReport, "flow-values-report", statistics=statistics,
+                                 timeframe=timeframe, conversion_metric_id=conversion_metric_id,
+                                 group_by=group_by, filter=filter)  # fmt: skip
 
     async def query_flow_series(
         self,
@@ -115,17 +114,10 @@ class ReportQueries:
 
         Raises ValueError without statistics, KlaviyoError subclasses from the API.
         """
-        body = values_report_body(
-            "flow-series-report",
-            statistics=statistics,
-            timeframe=timeframe,
-            interval=interval,
-            conversion_metric_id=conversion_metric_id,
-            group_by=group_by,
-            filter=filter,
-        )
-        path = "/api/flow-series-reports"
-        return _validated(SeriesReport, await self._report("query_flow_series", path, body), path)
+        return await self._query(SeriesReport, "flow-series-report", statistics=statistics,
+                                 timeframe=timeframe, interval=interval,
+                                 conversion_metric_id=conversion_metric_id, group_by=group_by,
+                                 filter=filter)  # fmt: skip
 
     async def query_form_values(
         self,
@@ -139,15 +131,8 @@ class ReportQueries:
 
         Raises ValueError without statistics, KlaviyoError subclasses from the API.
         """
-        body = values_report_body(
-            "form-values-report",
-            statistics=statistics,
-            timeframe=timeframe,
-            group_by=group_by,
-            filter=filter,
-        )
-        path = "/api/form-values-reports"
-        return _validated(ValuesReport, await self._report("query_form_values", path, body), path)
+        return await self._query(ValuesReport, "form-values-report", statistics=statistics,
+                                 timeframe=timeframe, group_by=group_by, filter=filter)  # fmt: skip
 
     async def query_segment_values(
         self, *, statistics: Sequence[str], timeframe: Timeframe, filter: str | None = None
@@ -156,12 +141,8 @@ class ReportQueries:
 
         Raises ValueError without statistics, KlaviyoError subclasses from the API.
         """
-        body = values_report_body(
-            "segment-values-report", statistics=statistics, timeframe=timeframe, filter=filter
-        )
-        path = "/api/segment-values-reports"
-        merged = await self._report("query_segment_values", path, body)
-        return _validated(ValuesReport, merged, path)
+        return await self._query(ValuesReport, "segment-values-report", statistics=statistics,
+                                 timeframe=timeframe, filter=filter)  # fmt: skip
 
     async def query_metric_aggregates(
         self,
