@@ -22,7 +22,7 @@ from typing import Any
 
 from psycopg import sql
 
-from klaviyo_analytics.analytics import fact_queries as q
+from klaviyo_analytics.analytics import attribution as q
 from klaviyo_analytics.analytics.calendar import refresh_dim_time
 from klaviyo_analytics.analytics.metric_names import MetricIds, metric_ids
 from klaviyo_analytics.analytics.periods import zone

@@ -20,6 +20,7 @@ from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.migrate import migrate
 from klaviyo_analytics.db.pool import Conn
 from klaviyo_analytics.db.repos.aggregates import AggregateRepository
+from klaviyo_analytics.db.repos.operations import without_statement_timeout
 
 console = Console()
 analytics_app = typer.Typer(help="Rebuild and inspect the analytics tables.", no_args_is_help=True)
@@ -56,19 +57,13 @@ async def run_rebuild(
         ) as progress:
 
             async def work(conn: Conn) -> dict[str, int]:
-                await conn.execute("SET LOCAL statement_timeout = 0")
+                await without_statement_timeout(conn)
                 zone = await store_timezone(conn, timezone or settings.account_timezone)
-                cur = await conn.execute(
-                    'SELECT min("timestamp") AS lo, max("timestamp") AS hi FROM klaviyo_events'
-                )
-                span = await cur.fetchone()
                 counts: dict[str, int] = {}
                 aggregates = progress.add_task("aggregates", total=1, detail=zone)
-                if span is not None and span["lo"] is not None:
-                    await conn.execute("DELETE FROM klaviyo_aggregated_metrics")
-                    counts["klaviyo_aggregated_metrics"] = await AggregateRepository().refresh(
-                        conn, start=span["lo"], end=span["hi"], timezone=zone
-                    )
+                counts["klaviyo_aggregated_metrics"] = await AggregateRepository().rebuild(
+                    conn, timezone=zone
+                )
                 progress.update(aggregates, completed=1)
                 facts = progress.add_task("facts", total=None, detail="")
 

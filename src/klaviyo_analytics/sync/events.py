@@ -15,12 +15,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
 from klaviyo_analytics import klaviyo as k
 from klaviyo_analytics.db.pool import Conn, Database
 from klaviyo_analytics.db.repos.events import EventRepository
 from klaviyo_analytics.sync import mapping
+from klaviyo_analytics.sync.pages import store_page
 from klaviyo_analytics.sync.progress import RunCounters
 from klaviyo_analytics.sync.state import Window, save_windows, saving, split_evenly
 
@@ -139,14 +138,14 @@ class EventWindows:
         if records:
             await self._db.run(lambda conn: _events.ensure_references(conn, records))
 
+        archive_as = "get_events" if self._options.archive_raw else None
+
         async def write(conn: Conn) -> int:
-            changed = await _events.upsert_many(conn, records) if records else 0
-            for bad in page.invalid:
-                await self._counters.quarantine(conn, "events", bad)
-            if self._options.archive_raw:
-                await archive_page(conn, "get_events", page)
+            changed = await store_page(conn, self._counters, page,
+                                       [("klaviyo_events", _events, records)],
+                                       archive_as=archive_as)  # fmt: skip
             await save_windows(conn, [updated])
-            return changed
+            return changed["klaviyo_events"]
 
         changed = await self._db.run(write)
         self.windows[updated.key] = updated
@@ -186,14 +185,6 @@ class EventWindows:
         for other in others:
             self._add(other)
         return shrunk
-
-
-async def archive_page(conn: Conn, endpoint: str, page: k.Page[k.Event] | k.Page[object]) -> None:
-    """Keep the page's body as received, for audits and re-processing (retention applies)."""
-    await conn.execute(
-        "INSERT INTO raw_api_responses (endpoint, url, status, body) VALUES (%s, %s, 200, %s)",
-        (endpoint, page.url, Jsonb(page.raw)),
-    )
 
 
 async def close(iterator: AsyncIterator[Any]) -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from klaviyo_analytics import klaviyo as k
 from klaviyo_analytics.db.pool import Conn, Database
 from klaviyo_analytics.db.repos.aggregates import AggregateRepository
+from klaviyo_analytics.db.repos.campaigns import CampaignMessageRepository
 from klaviyo_analytics.db.repos.metrics import MetricRepository
 from klaviyo_analytics.db.repos.sync_state import (
     StreamState,
@@ -360,7 +361,7 @@ class DataSyncService:
         await self._execute_windows(ctx, to_run)
 
     async def _execute_windows(self, ctx: streams.StreamContext, windows: list[Window]) -> None:
-        campaign_of_message = await self.db.run(_campaign_of_message)
+        campaign_of_message = await self.db.run(CampaignMessageRepository().campaign_of_message)
         engine = EventWindows(
             self.db,
             self.client,
@@ -399,11 +400,6 @@ class DataSyncService:
         saved = await self.db.run(lambda c: _state.get(c, "account", ""))
         zone = saved.state.get("timezone") if saved else None
         return str(zone) if zone else "UTC"
-
-
-async def _campaign_of_message(conn: Conn) -> dict[str, str]:
-    cur = await conn.execute("SELECT id, campaign_id FROM klaviyo_campaign_messages")
-    return {row["id"]: row["campaign_id"] for row in await cur.fetchall()}
 
 
 def _merge(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:

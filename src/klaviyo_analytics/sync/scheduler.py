@@ -15,13 +15,13 @@ from datetime import datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from klaviyo_analytics.db.pool import Conn, Database
+from klaviyo_analytics.db.pool import Database
+from klaviyo_analytics.db.repos.jobs import JobRunRepository
 from klaviyo_analytics.errors import ConfigurationError, NotFoundError
 
 logger = logging.getLogger(__name__)
 
-# The first key of the two-key advisory lock; the second is hashtext(job name).
-LOCK_CLASS = 72_615
+_jobs = JobRunRepository()
 
 DEFAULT_SCHEDULES: dict[str, str] = {
     "metrics": "0 1 * * *",
@@ -131,11 +131,7 @@ class Scheduler:
             raise NotFoundError(f"unknown job {name!r}; jobs are: {', '.join(sorted(self.jobs))}")
         async with self.db.connection() as lock_conn:
             await lock_conn.set_autocommit(True)
-            cur = await lock_conn.execute(
-                "SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS got", (LOCK_CLASS, name)
-            )
-            row = await cur.fetchone()
-            if not (row and row["got"]):
+            if not await _jobs.try_lock(lock_conn, name):
                 run_id = await self._record_start(
                     name, "skipped", "another run holds the job's lock"
                 )
@@ -157,32 +153,14 @@ class Scheduler:
                     await asyncio.shield(self._record_end(run_id, status, detail))
                 return JobOutcome(name, status, run_id, detail)
             finally:
-                await lock_conn.execute(
-                    "SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOCK_CLASS, name)
-                )
+                await _jobs.unlock(lock_conn, name)
                 await lock_conn.set_autocommit(False)
 
     async def _record_start(self, job: str, status: str, detail: str | None) -> int:
-        async def work(conn: Conn) -> int:
-            cur = await conn.execute(
-                "INSERT INTO job_runs (job, status, detail, finished_at)"
-                " VALUES (%s, %s, %s, CASE WHEN %s = 'skipped' THEN now() END) RETURNING id",
-                (job, status, detail, status),
-            )
-            row = await cur.fetchone()
-            assert row is not None
-            return int(row["id"])
-
-        return await self.db.run(work)
+        return await self.db.run(lambda conn: _jobs.start(conn, job, status, detail))
 
     async def _record_end(self, run_id: int, status: str, detail: str | None) -> None:
-        async def work(conn: Conn) -> None:
-            await conn.execute(
-                "UPDATE job_runs SET status = %s, detail = %s, finished_at = now() WHERE id = %s",
-                (status, detail, run_id),
-            )
-
-        await self.db.run(work)
+        await self.db.run(lambda conn: _jobs.finish(conn, run_id, status, detail))
 
 
 def _summary(result: object) -> str | None:

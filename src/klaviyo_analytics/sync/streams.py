@@ -30,7 +30,7 @@ from klaviyo_analytics.db.repos.sync_state import (
     SyncStateRepository,
 )
 from klaviyo_analytics.sync import mapping
-from klaviyo_analytics.sync.events import archive_page
+from klaviyo_analytics.sync.pages import store_page
 from klaviyo_analytics.sync.progress import RunCounters
 from klaviyo_analytics.sync.state import iso, parse
 
@@ -74,20 +74,16 @@ class StreamContext:
         also: Sequence[tuple[str, Repository[Any], Sequence[Any]]] = (),
     ) -> None:
         """Write one page's records (and related ones, and a state) in one transaction."""
-        changed: dict[str, int] = {}
+        archive_as = self.counters.stream if self.archive_raw else None
 
-        async def work(conn: Conn) -> None:
-            changed[table] = await repo.upsert_many(conn, records)
-            for other_table, other_repo, other_records in also:
-                changed[other_table] = await other_repo.upsert_many(conn, other_records)
-            for bad in page.invalid:
-                await self.counters.quarantine(conn, self.counters.stream, bad)
-            if self.archive_raw:
-                await archive_page(conn, self.counters.stream, page)
+        async def work(conn: Conn) -> dict[str, int]:
+            changed = await store_page(conn, self.counters, page, [(table, repo, records), *also],
+                                       archive_as=archive_as)  # fmt: skip
             if state is not None:
                 await _state.upsert(conn, state)
+            return changed
 
-        await self.db.run(work)
+        changed = await self.db.run(work)
         self.counters.add_rows(table, changed[table], fetched=len(records), pages=1)
         for other_table, _, other_records in also:
             self.counters.add_rows(other_table, changed[other_table], fetched=len(other_records))

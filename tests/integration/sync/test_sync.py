@@ -196,3 +196,26 @@ async def test_fault_storm_ends_with_the_same_data_as_a_clean_sync(
     # Syncing the clean twin of the same store into the same database changes nothing.
     assert all(sum(r.rows.values()) == 0 for r in again), [(r.stream, r.rows) for r in again]
     assert fingerprint(db_conninfo)["klaviyo_events"][0] == sandbox_stats(clean_server)["events"]
+
+
+async def test_archiving_keeps_every_fetched_page_beside_its_rows(
+    db_conninfo: str, sandbox: SandboxServer
+) -> None:
+    async with sync_service(db_conninfo, sandbox) as service:
+        service.options = replace(
+            service.options,
+            archive_raw=True,
+            events=replace(service.options.events, archive_raw=True),
+        )
+        metrics = await service.sync_metrics()
+        events = await service.sync_events()
+    with psycopg.connect(db_conninfo) as conn:
+        pages = dict(
+            conn.execute("SELECT endpoint, count(*) FROM raw_api_responses GROUP BY 1").fetchall()
+        )
+        archived = conn.execute(
+            "SELECT coalesce(sum(jsonb_array_length(body -> 'data')), 0) FROM raw_api_responses"
+            " WHERE endpoint = 'get_events'"
+        ).fetchone()
+    assert pages == {"metrics": metrics.pages, "get_events": events.pages}
+    assert archived == (events.fetched,)

@@ -45,6 +45,17 @@ _AFTER_END: LiteralString = (
 class AggregateRepository:
     """Reads and refreshes `klaviyo_aggregated_metrics`."""
 
+    async def rebuild(self, conn: Conn, *, timezone: str) -> int:
+        """Recompute every bucket from all raw events; return the number of buckets written."""
+        cur = await conn.execute(
+            'SELECT min("timestamp") AS lo, max("timestamp") AS hi FROM klaviyo_events'
+        )
+        span = await cur.fetchone()
+        await conn.execute("DELETE FROM klaviyo_aggregated_metrics")
+        if span is None or span["lo"] is None:
+            return 0
+        return await self.refresh(conn, start=span["lo"], end=span["hi"], timezone=timezone)
+
     async def refresh(
         self,
         conn: Conn,

@@ -67,3 +67,8 @@ class CampaignMessageRepository(Repository[CampaignMessage]):
 
     def __init__(self) -> None:
         super().__init__("klaviyo_campaign_messages", CampaignMessage, ("id",))
+
+    async def campaign_of_message(self, conn: Conn) -> dict[str, str]:
+        """Return every stored message id with its campaign's id."""
+        cur = await conn.execute("SELECT id, campaign_id FROM klaviyo_campaign_messages")
+        return {row["id"]: row["campaign_id"] for row in await cur.fetchall()}

@@ -152,3 +152,8 @@ async def metric_ids(conn: Conn, name: str) -> list[str]:
     """Return the ids of the metrics with this name."""
     cur = await conn.execute("SELECT id FROM klaviyo_metrics WHERE name = %s ORDER BY id", (name,))
     return [row["id"] for row in await cur.fetchall()]
+
+
+async def without_statement_timeout(conn: Conn) -> None:
+    """Lift the statement timeout for the rest of the caller's transaction (maintenance work)."""
+    await conn.execute("SET LOCAL statement_timeout = 0")

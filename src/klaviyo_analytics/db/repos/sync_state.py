@@ -151,6 +151,13 @@ class SyncRunRepository:
             (run_id, stream, record_id, reason, Jsonb(raw)),
         )
 
+    async def archive(self, conn: Conn, *, endpoint: str, url: str, body: Any) -> None:
+        """Keep a fetched page's body as received (retention applies)."""
+        await conn.execute(
+            "INSERT INTO raw_api_responses (endpoint, url, status, body) VALUES (%s, %s, 200, %s)",
+            (endpoint, url, Jsonb(body)),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Report:

@@ -1,4 +1,7 @@
-"""The SQL that computes the daily facts from raw events, one statement per fact table.
+"""Attribution and the daily facts as SQL: one statement per fact table, from raw events.
+
+Orders are attributed to a message (Klaviyo's own attribution, else the last touch within the
+channel's window) and engagement to the message it names.
 
 Every statement works on a set of whole local dates of the store, given as `%(dates)s` (a
 date[]), with `%(lo)s`/`%(hi)s` the UTC instants around them (so the time indexes are used) and
