@@ -15,34 +15,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from klaviyo_analytics.sync.registry import REGISTRY
+
 logger = logging.getLogger(__name__)
 
 REDIS_PREFIX = "klaviyo-analytics:cache:"
 
-# Which cached groups each stream's data feeds. Every stream feeds "account" (last sync time).
-STREAM_GROUPS: dict[str, frozenset[str]] = {
-    "metrics": frozenset({"metrics", "analytics", "forecast", "overview", "charts"}),
-    "campaigns": frozenset({"campaigns", "overview", "charts"}),
-    "flows": frozenset({"flows", "overview", "charts"}),
-    "lists": frozenset({"overview"}),
-    "segments": frozenset({"segments", "charts"}),
-    "forms": frozenset({"forms", "overview", "charts"}),
-    "profiles": frozenset({"overview"}),
-    "events": frozenset(
-        {
-            "overview",
-            "campaigns",
-            "flows",
-            "forms",
-            "segments",
-            "charts",
-            "analytics",
-            "forecast",
-            "metrics",
-        }
-    ),
-    "reports": frozenset({"campaigns", "flows", "forms", "segments"}),
-}
+# Which cached groups each stream's data feeds (declared with the stream); every stream also
+# feeds "account" (its last sync time).
+STREAM_GROUPS: dict[str, frozenset[str]] = {s.name: s.cache_groups for s in REGISTRY}
 ALL_GROUPS = frozenset().union(*STREAM_GROUPS.values()) | {"account"}
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from klaviyo_analytics.api.errors import ConflictError
 from klaviyo_analytics.errors import KlaviyoAnalyticsError
-from klaviyo_analytics.sync.runner import STREAMS, DataSyncService, StreamResult
+from klaviyo_analytics.sync.registry import STREAMS
+from klaviyo_analytics.sync.runner import DataSyncService, StreamResult
 
 logger = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from klaviyo_analytics.db import maintenance
 from klaviyo_analytics.db.migrate import migrate
 from klaviyo_analytics.db.pool import Database
 from klaviyo_analytics.errors import ConfigurationError
+from klaviyo_analytics.sync.registry import STREAMS
 from klaviyo_analytics.sync.runner import DataSyncService
 from klaviyo_analytics.sync.scheduler import DEFAULT_SCHEDULES, Job, Scheduler
 
@@ -77,20 +78,7 @@ def build_jobs(
         await asyncio.to_thread(rotate, settings.backup_path, policy=policy_of(settings))
         return result.info.path.name
 
-    jobs = [
-        stream(n)
-        for n in (
-            "metrics",
-            "events",
-            "campaigns",
-            "flows",
-            "lists",
-            "segments",
-            "forms",
-            "profiles",
-            "reports",
-        )
-    ]
+    jobs = [stream(n) for n in STREAMS]
     jobs.append(
         Job("recent-events", crons["recent-events"], lambda: service.sync_recent_events(24))
     )

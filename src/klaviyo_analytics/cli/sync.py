@@ -22,7 +22,8 @@ from klaviyo_analytics.cli.runtime import (
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.migrate import migrate
 from klaviyo_analytics.sync.progress import RunCounters
-from klaviyo_analytics.sync.runner import STREAMS, StreamResult
+from klaviyo_analytics.sync.registry import STREAMS
+from klaviyo_analytics.sync.runner import StreamResult
 
 console = Console()
 

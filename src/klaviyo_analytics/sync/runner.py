@@ -1,54 +1,42 @@
-"""`DataSyncService`: every stream of an account, with run history and post-sync refreshes."""
+"""`DataSyncService`: runs the registry's streams of an account, with run history and the
+refresh of what each run dirtied."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from klaviyo_analytics import klaviyo as k
 from klaviyo_analytics.db.pool import Conn, Database
 from klaviyo_analytics.db.repos.aggregates import AggregateRepository
-from klaviyo_analytics.db.repos.campaigns import CampaignMessageRepository
-from klaviyo_analytics.db.repos.metrics import MetricRepository
 from klaviyo_analytics.db.repos.sync_state import (
     StreamState,
     SyncRunRepository,
     SyncStateRepository,
 )
 from klaviyo_analytics.errors import KlaviyoAnalyticsError
-from klaviyo_analytics.sync import streams
-from klaviyo_analytics.sync.events import EventSyncOptions, EventWindows, close
+from klaviyo_analytics.sync import backfill, registry
+from klaviyo_analytics.sync.context import EventsChanged, RunArgs, StreamContext, SyncOptions
 from klaviyo_analytics.sync.progress import RunCounters
-from klaviyo_analytics.sync.state import (
-    EVENTS_STREAM,
-    Window,
-    forget_windows,
-    load_windows,
-    plan,
-    removable,
-    save_windows,
-)
+from klaviyo_analytics.sync.registry import STREAMS
+from klaviyo_analytics.sync.state import EVENTS_STREAM
+
+__all__ = [
+    "STREAMS",
+    "DataSyncService",
+    "EventsChanged",
+    "StreamResult",
+    "SyncFailedError",
+    "SyncOptions",
+    "refresh_aggregates",
+]
 
 logger = logging.getLogger(__name__)
 
-# The hook run after events changed: (connection, earliest, latest event time, store zone).
-EventsChanged = Callable[[Conn, datetime, datetime, str], Awaitable[None]]
-STREAMS = (
-    "metrics",
-    "campaigns",
-    "flows",
-    "lists",
-    "segments",
-    "forms",
-    "profiles",
-    "events",
-    "reports",
-)
-REFRESH_CHUNK = timedelta(days=31)
 
 _runs = SyncRunRepository()
 _state = SyncStateRepository()
@@ -75,16 +63,6 @@ class StreamResult:
     errors: int
     duration_s: float
     error: str | None = None
-
-
-@dataclass(frozen=True)
-class SyncOptions:
-    """How a sync behaves; the composition root builds it from the settings."""
-
-    events: EventSyncOptions = field(default_factory=EventSyncOptions)
-    default_backfill_days: int = 365
-    archive_raw: bool = False
-    timezone: str | None = None
 
 
 async def refresh_aggregates(conn: Conn, lo: datetime, hi: datetime, timezone: str) -> None:
@@ -139,87 +117,32 @@ class DataSyncService:
         await self.db.run(lambda c: _state.upsert(c, state))
         return account
 
-    async def sync_metrics(self) -> StreamResult:
-        """Copy the account's metrics."""
-        return await self._run("metrics", lambda ctx: streams.sync_metrics(ctx))
-
-    async def sync_profiles(self, *, full: bool = False) -> StreamResult:
-        """Copy profiles updated since the last run (all of them with `full`)."""
-        return await self._run("profiles", lambda ctx: streams.sync_profiles(ctx, full=full))
-
-    async def sync_campaigns(self) -> StreamResult:
-        """Copy email and SMS campaigns with their messages."""
-        return await self._run("campaigns", lambda ctx: streams.sync_campaigns(ctx))
-
-    async def sync_flows(self) -> StreamResult:
-        """Copy flows with their actions and messages."""
-        return await self._run("flows", lambda ctx: streams.sync_flows(ctx))
-
-    async def sync_lists(self) -> StreamResult:
-        """Copy lists."""
-        return await self._run("lists", lambda ctx: streams.sync_lists(ctx))
-
-    async def sync_segments(self) -> StreamResult:
-        """Copy segments with their profile counts."""
-        return await self._run("segments", lambda ctx: streams.sync_segments(ctx))
-
-    async def sync_forms(self) -> StreamResult:
-        """Copy signup forms."""
-        return await self._run("forms", lambda ctx: streams.sync_forms(ctx))
-
-    async def sync_reports(self) -> StreamResult:
-        """Fetch Klaviyo's campaign and flow reports within the daily quota."""
-
-        async def body(ctx: streams.StreamContext) -> None:
-            metric = await self.db.run(lambda c: MetricRepository().find_by_name(c, "Placed Order"))
-            await streams.sync_reports(ctx, conversion_metric_id=metric[0].id if metric else None)
-
-        return await self._run("reports", body)
-
-    async def sync_events(
-        self, *, since: datetime | None = None, until: datetime | None = None, full: bool = False
+    async def run(
+        self,
+        name: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        full: bool = False,
     ) -> StreamResult:
-        """Copy events: a backfill on the first run (from `since`, or the oldest event), then
-        incrementally from the newest stored event. `full` forgets the state and starts over.
+        """Run one stream (see `registry`), record the run, then refresh what it dirtied.
+
+        `since`/`until` bound the events stream's run; `full` re-reads from scratch.
+        Raises ValueError for an unknown stream, and the stream's own error when it fails.
         """
-
-        async def body(ctx: streams.StreamContext) -> None:
-            end = _second(until or self.clock())
-            if full:
-                await self.db.run(lambda c: _state.clear(c, EVENTS_STREAM))
-            existing = await self.db.run(load_windows)
-            start = since
-            if start is None and not existing:
-                start = await self._oldest_event() or end - timedelta(
-                    days=self.options.default_backfill_days
-                )
-            await self._run_windows(ctx, existing, since=start or end, until=end)
-
-        return await self._run(EVENTS_STREAM, body)
+        return await self._run(registry.stream(name), RunArgs(since=since, until=until, full=full))
 
     async def sync_recent_events(self, hours: int = 24) -> StreamResult:
         """Re-read the last `hours` of events, catching events Klaviyo recorded late."""
         if hours < 1:
             raise ValueError(f"hours must be at least 1, got {hours}")
-
-        async def body(ctx: streams.StreamContext) -> None:
-            end = _second(self.clock())
-            start = end - timedelta(hours=hours)
-            existing = await self.db.run(load_windows)
-            recent = Window(
-                start,
-                end,
-                cursor=next((w.cursor for w in existing if w.key == Window(start, end).key), None),
-            )
-            await self.db.run(lambda c: save_windows(c, [recent]))
-            await self._execute_windows(ctx, [recent])
-
-        return await self._run(EVENTS_STREAM, body)
+        return await self._run(registry.stream(EVENTS_STREAM), RunArgs(recent_hours=hours))
 
     async def sync_all(
         self, *, since: datetime | None = None, full: bool = False
     ) -> list[StreamResult]:
-        """Run every stream in dependency order; failed streams do not stop the others.
+        """Run every stream in the registry's dependency order; failed streams do not stop the
+        others.
 
         Raises KlaviyoError before any work when the key is refused, and SyncFailedError at
         the end when a stream failed.
@@ -227,22 +150,11 @@ class DataSyncService:
         await self.check_access()
         results: list[StreamResult] = []
         failures: list[str] = []
-        steps: list[tuple[str, Callable[[], Awaitable[StreamResult]]]] = [
-            ("metrics", self.sync_metrics),
-            ("campaigns", self.sync_campaigns),
-            ("flows", self.sync_flows),
-            ("lists", self.sync_lists),
-            ("segments", self.sync_segments),
-            ("forms", self.sync_forms),
-            ("profiles", lambda: self.sync_profiles(full=full)),
-            ("events", lambda: self.sync_events(since=since, full=full)),
-            ("reports", self.sync_reports),
-        ]
-        for name, step in steps:
+        for spec in registry.REGISTRY:
             try:
-                results.append(await step())
+                results.append(await self._run(spec, RunArgs(since=since, full=full)))
             except (KlaviyoAnalyticsError, OSError) as exc:
-                failures.append(f"{name}: {exc}")
+                failures.append(f"{spec.name}: {exc}")
                 if isinstance(exc, k.KlaviyoAuthenticationError | k.KlaviyoPermissionError):
                     break
         if failures:
@@ -252,36 +164,32 @@ class DataSyncService:
     async def run_stream(
         self, stream: str, *, since: datetime | None = None, full: bool = False
     ) -> list[StreamResult]:
-        """Run one stream by name, or every stream for "all".
+        """Run one stream by name, or every stream for "all", after checking the key.
 
         Raises ValueError for an unknown stream name.
         """
         if stream == "all":
             return await self.sync_all(since=since, full=full)
-        if stream not in STREAMS:
-            raise ValueError(f"unknown stream {stream!r}; choose one of: all, {', '.join(STREAMS)}")
+        spec = registry.stream(stream)
         await self.check_access()
-        if stream == "events":
-            return [await self.sync_events(since=since, full=full)]
-        if stream == "profiles":
-            return [await self.sync_profiles(full=full)]
-        method: Callable[[], Awaitable[StreamResult]] = getattr(self, f"sync_{stream}")
-        return [await method()]
+        return [await self._run(spec, RunArgs(since=since, full=full))]
 
     # -- internals ---------------------------------------------------------------------------
 
-    async def _run(
-        self, stream: str, body: Callable[[streams.StreamContext], Awaitable[None]]
-    ) -> StreamResult:
+    async def _run(self, spec: registry.Stream, args: RunArgs) -> StreamResult:
+        stream = spec.name
         counters = RunCounters(stream, listener=self.listener)
         counters.run_id = await self.db.run(lambda c: _runs.start(c, stream))
         self.active[stream] = counters
         before = self.client.stats.snapshot()
         started = time.monotonic()
         status, error = "succeeded", None
-        ctx = streams.StreamContext(self.db, self.client, counters, self.options.archive_raw)
+        ctx = StreamContext(self.db, self.client, counters, self.options, self.clock,
+                            self.after_events, self.timezone)  # fmt: skip
         try:
-            await body(ctx)
+            await spec.run(ctx, args)
+            if spec.refreshes:
+                await backfill.refresh_dirty(ctx)
         except asyncio.CancelledError:
             status, error = "cancelled", "the run was cancelled"
             raise
@@ -329,70 +237,6 @@ class DataSyncService:
             )
         )
 
-    async def _oldest_event(self) -> datetime | None:
-        pages = self.client.iter_events(include=())
-        try:
-            async for page in pages:
-                return page.records[0].datetime if page.records else None
-        finally:
-            await close(pages)
-        return None
-
-    async def _run_windows(
-        self,
-        ctx: streams.StreamContext,
-        existing: list[Window],
-        *,
-        since: datetime,
-        until: datetime,
-    ) -> None:
-        to_write, to_run = plan(existing, since=since, until=until, size=self.options.events.window)
-        if existing and since < min(w.start for w in existing):
-            # An earlier --since extends the history backwards.
-            earlier, _ = plan(
-                [],
-                since=since,
-                until=min(w.start for w in existing),
-                size=self.options.events.window,
-            )
-            to_write += earlier
-            to_run = sorted(to_run + earlier, key=lambda w: w.start)
-        await self.db.run(lambda c: save_windows(c, to_write))
-        await self._execute_windows(ctx, to_run)
-
-    async def _execute_windows(self, ctx: streams.StreamContext, windows: list[Window]) -> None:
-        campaign_of_message = await self.db.run(CampaignMessageRepository().campaign_of_message)
-        engine = EventWindows(
-            self.db,
-            self.client,
-            ctx.counters,
-            options=self.options.events,
-            campaign_of_message=campaign_of_message,
-        )
-        await engine.run(windows)
-        await self._refresh_dirty()
-
-    async def _refresh_dirty(self) -> None:
-        """Run the after-events hooks over every dirty range, then mark them clean and drop
-        finished windows that no resume needs, all in one transaction."""
-        zone = await self.timezone()
-
-        async def work(conn: Conn) -> None:
-            windows = await load_windows(conn)
-            dirty = [w for w in windows if w.dirty_lo is not None and w.dirty_hi is not None]
-            for lo, hi in _merge([(w.dirty_lo, w.dirty_hi) for w in dirty]):  # type: ignore[misc]
-                chunk = lo
-                while chunk <= hi:
-                    upper = min(hi, chunk + REFRESH_CHUNK)
-                    for hook in self.after_events:
-                        await hook(conn, chunk, upper, zone)
-                    chunk = upper + timedelta(microseconds=1)
-            cleaned = {w.key: replace(w, dirty_lo=None, dirty_hi=None) for w in dirty}
-            await save_windows(conn, cleaned.values())
-            await forget_windows(conn, removable([cleaned.get(w.key, w) for w in windows]))
-
-        await self.db.run(work)
-
     async def timezone(self) -> str:
         """Return the store's time zone: the configured one, the account's, or UTC."""
         if self.options.timezone:
@@ -400,17 +244,3 @@ class DataSyncService:
         saved = await self.db.run(lambda c: _state.get(c, "account", ""))
         zone = saved.state.get("timezone") if saved else None
         return str(zone) if zone else "UTC"
-
-
-def _merge(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
-    merged: list[tuple[datetime, datetime]] = []
-    for lo, hi in sorted(ranges):
-        if merged and lo <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
-        else:
-            merged.append((lo, hi))
-    return merged
-
-
-def _second(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(microsecond=0)

@@ -18,22 +18,16 @@ from apscheduler.triggers.cron import CronTrigger
 from klaviyo_analytics.db.pool import Database
 from klaviyo_analytics.db.repos.jobs import JobRunRepository
 from klaviyo_analytics.errors import ConfigurationError, NotFoundError
+from klaviyo_analytics.sync.registry import REGISTRY
 
 logger = logging.getLogger(__name__)
 
 _jobs = JobRunRepository()
 
+# Every stream's own schedule (declared with the stream), then the jobs that are not streams.
 DEFAULT_SCHEDULES: dict[str, str] = {
-    "metrics": "0 1 * * *",
-    "events": "0 * * * *",
+    **{s.name: s.schedule for s in REGISTRY},
     "recent-events": "30 */6 * * *",
-    "campaigns": "0 */3 * * *",
-    "flows": "0 */6 * * *",
-    "lists": "15 */6 * * *",
-    "segments": "20 */6 * * *",
-    "forms": "25 */6 * * *",
-    "profiles": "0 2 * * *",
-    "reports": "0 3 * * *",
     "maintenance": "0 4 * * *",
     "backup-hourly": "5 * * * *",
     "backup-daily": "10 0 * * *",

@@ -1,20 +1,18 @@
 """One function per entity stream; each writes page by page through the repositories.
 
 Every page is one transaction: its rows, its quarantined records, its archived body and (where
-the stream is incremental) its state move together.
+the stream is incremental) its state move together. The registry of streams (`registry.py`)
+names these functions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from klaviyo_analytics import klaviyo as k
-from klaviyo_analytics.db.pool import Conn, Database
+from klaviyo_analytics.db.pool import Conn
 from klaviyo_analytics.db.repos.audiences import FormRepository, ListRepository, SegmentRepository
-from klaviyo_analytics.db.repos.base import Repository
 from klaviyo_analytics.db.repos.campaigns import CampaignMessageRepository, CampaignRepository
 from klaviyo_analytics.db.repos.flows import (
     FlowActionRepository,
@@ -30,8 +28,7 @@ from klaviyo_analytics.db.repos.sync_state import (
     SyncStateRepository,
 )
 from klaviyo_analytics.sync import mapping
-from klaviyo_analytics.sync.pages import store_page
-from klaviyo_analytics.sync.progress import RunCounters
+from klaviyo_analytics.sync.context import RunArgs, StreamContext
 from klaviyo_analytics.sync.state import iso, parse
 
 R = TypeVar("R")
@@ -54,49 +51,14 @@ CAMPAIGN_STATISTICS = (
 )
 
 
-@dataclass
-class StreamContext:
-    """What a stream needs: the database, the client, its run's counters and options."""
-
-    db: Database
-    client: k.KlaviyoClient
-    counters: RunCounters
-    archive_raw: bool = False
-
-    async def write(
-        self,
-        table: str,
-        repo: Repository[R],
-        records: Sequence[R],
-        page: k.Page[Any],
-        *,
-        state: StreamState | None = None,
-        also: Sequence[tuple[str, Repository[Any], Sequence[Any]]] = (),
-    ) -> None:
-        """Write one page's records (and related ones, and a state) in one transaction."""
-        archive_as = self.counters.stream if self.archive_raw else None
-
-        async def work(conn: Conn) -> dict[str, int]:
-            changed = await store_page(conn, self.counters, page, [(table, repo, records), *also],
-                                       archive_as=archive_as)  # fmt: skip
-            if state is not None:
-                await _state.upsert(conn, state)
-            return changed
-
-        changed = await self.db.run(work)
-        self.counters.add_rows(table, changed[table], fetched=len(records), pages=1)
-        for other_table, _, other_records in also:
-            self.counters.add_rows(other_table, changed[other_table], fetched=len(other_records))
-
-
-async def sync_metrics(ctx: StreamContext) -> None:
+async def sync_metrics(ctx: StreamContext, args: RunArgs) -> None:
     """Copy every metric (a small, complete list each time)."""
     repo = MetricRepository()
     async for page in ctx.client.iter_metrics():
         await ctx.write("klaviyo_metrics", repo, [mapping.metric(m) for m in page.records], page)
 
 
-async def sync_profiles(ctx: StreamContext, *, full: bool = False) -> None:
+async def sync_profiles(ctx: StreamContext, args: RunArgs) -> None:
     """Copy profiles updated since the last run.
 
     Klaviyo cannot sort profiles by `updated`, so the cursor moves only when the whole run has
@@ -104,7 +66,7 @@ async def sync_profiles(ctx: StreamContext, *, full: bool = False) -> None:
     only, so the next run starts one second before the cursor and re-reads that second.
     """
     repo = ProfileRepository()
-    saved = None if full else await ctx.db.run(lambda c: _state.get(c, "profiles", ""))
+    saved = None if args.full else await ctx.db.run(lambda c: _state.get(c, "profiles", ""))
     cursor = parse(saved.cursor_value) if saved and saved.cursor_value else None
     newest = cursor
     after = cursor - timedelta(seconds=1) if cursor else None
@@ -124,7 +86,7 @@ async def sync_profiles(ctx: StreamContext, *, full: bool = False) -> None:
     await ctx.db.run(lambda c: _state.upsert(c, final))
 
 
-async def sync_campaigns(ctx: StreamContext) -> None:
+async def sync_campaigns(ctx: StreamContext, args: RunArgs) -> None:
     """Copy email and SMS campaigns with their messages (joined in the same pages)."""
     campaigns, messages = CampaignRepository(), CampaignMessageRepository()
     for channel in ("email", "sms"):
@@ -140,7 +102,7 @@ async def sync_campaigns(ctx: StreamContext) -> None:
             )
 
 
-async def sync_flows(ctx: StreamContext) -> None:
+async def sync_flows(ctx: StreamContext, args: RunArgs) -> None:
     """Copy flows; their actions and messages are fetched for flows changed since last time."""
     flows, actions, messages = FlowRepository(), FlowActionRepository(), FlowMessageRepository()
     saved = await ctx.db.run(lambda c: _state.get(c, "flows", ""))
@@ -167,7 +129,7 @@ async def sync_flows(ctx: StreamContext) -> None:
             )
 
 
-async def sync_lists(ctx: StreamContext) -> None:
+async def sync_lists(ctx: StreamContext, args: RunArgs) -> None:
     """Copy every list."""
     repo = ListRepository()
     async for page in ctx.client.iter_lists():
@@ -176,7 +138,7 @@ async def sync_lists(ctx: StreamContext) -> None:
         )
 
 
-async def sync_segments(ctx: StreamContext) -> None:
+async def sync_segments(ctx: StreamContext, args: RunArgs) -> None:
     """Copy every segment, each with its profile count (one request per segment)."""
     repo = SegmentRepository()
     async for page in ctx.client.iter_segments():
@@ -184,24 +146,29 @@ async def sync_segments(ctx: StreamContext) -> None:
         await ctx.write("klaviyo_segments", repo, [mapping.segment(s) for s in detailed], page)
 
 
-async def sync_forms(ctx: StreamContext) -> None:
+async def sync_forms(ctx: StreamContext, args: RunArgs) -> None:
     """Copy every signup form."""
     repo = FormRepository()
     async for page in ctx.client.iter_forms():
         await ctx.write("klaviyo_forms", repo, [mapping.form(f) for f in page.records], page)
 
 
-async def sync_reports(
-    ctx: StreamContext, *, conversion_metric_id: str | None, today: date | None = None
+async def sync_reports(ctx: StreamContext, args: RunArgs) -> None:
+    """Fetch campaign and flow values (last 365 days) and flow series (last 30 days), with
+    conversions counted as Placed Order (nothing to ask before that metric is synced)."""
+    metric = await ctx.db.run(lambda c: MetricRepository().find_by_name(c, "Placed Order"))
+    if metric:
+        await request_reports(ctx, conversion_metric_id=metric[0].id)
+
+
+async def request_reports(
+    ctx: StreamContext, *, conversion_metric_id: str, today: date | None = None
 ) -> int:
-    """Fetch campaign and flow values (last 365 days) and flow series (last 30 days).
+    """Ask for the reports within the day's quota; return the number of requests made.
 
     The Reporting API allows 225 requests a day; requests are counted per day in the sync
     state and a run stops asking once the day's quota is spent (the rest waits for tomorrow).
-    Returns the number of report requests made.
     """
-    if conversion_metric_id is None:
-        return 0
     day = (today or datetime.now(UTC).date()).isoformat()
     quota_key = f"quota:{day}"
     saved = await ctx.db.run(lambda c: _state.get(c, "reports", quota_key))

@@ -137,7 +137,7 @@ async def test_live_sandbox_incremental_sync_picks_up_exactly_the_new_events(
             await http.post(f"{server.base_url}/admin/clock", json={"advance_seconds": 6 * 3600})
         truth = sandbox_stats(server)["events"]
         assert truth > before
-        result = await service.sync_events()
+        result = await service.run("events")
     assert scalar(db_conninfo, "SELECT count(*) FROM klaviyo_events") == truth
     assert result.rows["klaviyo_events"] == truth - before
 
@@ -153,16 +153,16 @@ async def test_same_second_events_at_a_window_boundary_all_arrive(
     shared = next(s for s in seconds if seconds.count(s) > 1)
     boundary = datetime.fromisoformat(shared)
     async with sync_service(db_conninfo, sandbox) as service:
-        await service.sync_metrics()
+        await service.run("metrics")
         # The first run stops exactly at the shared second (exclusive), the next crosses it.
-        await service.sync_events(since=boundary - timedelta(days=1), until=boundary)
+        await service.run("events", since=boundary - timedelta(days=1), until=boundary)
         assert (
             scalar(
                 db_conninfo, f"SELECT count(*) FROM klaviyo_events WHERE \"timestamp\" = '{shared}'"
             )
             == 0
         )
-        await service.sync_events(until=boundary + timedelta(hours=1))
+        await service.run("events", until=boundary + timedelta(hours=1))
     stored = scalar(
         db_conninfo, f"SELECT count(*) FROM klaviyo_events WHERE \"timestamp\" = '{shared}'"
     )
@@ -207,8 +207,8 @@ async def test_archiving_keeps_every_fetched_page_beside_its_rows(
             archive_raw=True,
             events=replace(service.options.events, archive_raw=True),
         )
-        metrics = await service.sync_metrics()
-        events = await service.sync_events()
+        metrics = await service.run("metrics")
+        events = await service.run("events")
     with psycopg.connect(db_conninfo) as conn:
         pages = dict(
             conn.execute("SELECT endpoint, count(*) FROM raw_api_responses GROUP BY 1").fetchall()

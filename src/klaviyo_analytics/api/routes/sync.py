@@ -22,15 +22,14 @@ from klaviyo_analytics.api.models import (
 from klaviyo_analytics.db.repos.operations import runs_page
 from klaviyo_analytics.db.repos.sync_state import SyncRunRepository
 from klaviyo_analytics.errors import ConfigurationError
-from klaviyo_analytics.sync.runner import STREAMS
+from klaviyo_analytics.sync.registry import STREAMS
 
 router = APIRouter(prefix="/api/sync", tags=["sync"], responses=ERROR_RESPONSES)
 _runs = SyncRunRepository()
 
-Stream = Literal[
-    "metrics", "campaigns", "flows", "lists", "segments", "forms", "profiles", "events", "reports"
-]
-StreamName = Literal["all", Stream]
+# The registry's stream names, as the patterns a path or query parameter must match.
+STREAM = "^(" + "|".join(STREAMS) + ")$"
+STREAM_OR_ALL = "^(all|" + "|".join(STREAMS) + ")$"
 
 
 @router.post(
@@ -43,7 +42,7 @@ StreamName = Literal["all", Stream]
 async def start_sync(
     state: State,
     principal: Admin,
-    stream: Annotated[StreamName, Path(description="a stream, or all")],
+    stream: Annotated[str, Path(description="a stream, or all", pattern=STREAM_OR_ALL)],
 ) -> SyncStarted:
     """Start a sync in the background and answer as soon as its run rows exist (admin).
 
@@ -103,7 +102,7 @@ async def sync_status(state: State, _: Caller) -> SyncStatusResponse:
 async def sync_runs(
     state: State,
     _: Caller,
-    stream: Annotated[Stream | None, Query(description="only this stream")] = None,
+    stream: Annotated[str | None, Query(description="only this stream", pattern=STREAM)] = None,
     status: Annotated[
         Literal["running", "succeeded", "failed", "cancelled"] | None, Query()
     ] = None,
