@@ -34,6 +34,7 @@ import psutil
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from klaviyo_analytics.db import databases
 from klaviyo_analytics.db.embedded import EmbeddedPostgres
 from klaviyo_analytics.db.migrate import migrate
 from klaviyo_analytics.db.repos.base import adapt
@@ -241,8 +242,7 @@ def run_sync(
 
 def fresh_database(admin: str) -> str:
     name = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    databases.create_database(admin, name)
     target = make_conninfo(admin, dbname=name)
     asyncio.run(migrate(target))
     return target

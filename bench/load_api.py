@@ -39,6 +39,7 @@ from pathlib import Path
 
 import httpx
 
+from klaviyo_analytics.db import databases
 from klaviyo_analytics.db.embedded import EmbeddedPostgres
 
 HOST = "127.0.0.1"  # the only address this script ever talks to
@@ -195,10 +196,7 @@ def main() -> None:
     print(f"machine: {machine()}; work folder {work}", flush=True)
     procs: list[subprocess.Popen[bytes]] = []
     with EmbeddedPostgres(work / "pgdata") as server:
-        import psycopg
-
-        with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE load")
+        databases.create_database(server.conninfo("postgres"), "load")
         sandbox_port, api_port = free_port(), free_port()
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("DB_", "KLAVIYO_"))},

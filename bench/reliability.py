@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.fixtures.sync import fingerprint, sandbox_now, sandbox_stats
 
+from klaviyo_analytics.db import databases
 from klaviyo_analytics.db.embedded import EmbeddedPostgres
 from klaviyo_analytics.db.migrate import migrate
 from klaviyo_analytics.db.pool import Database
@@ -66,9 +67,8 @@ def machine() -> str:
 
 
 def create_database(server: EmbeddedPostgres, name: str) -> str:
-    with psycopg.connect(server.conninfo("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    databases.drop_database(server.conninfo("postgres"), name)
+    databases.create_database(server.conninfo("postgres"), name)
     conninfo = server.conninfo(name)
     asyncio.run(migrate(conninfo))
     return conninfo

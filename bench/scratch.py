@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from klaviyo_analytics.db import databases
 from klaviyo_analytics.db.embedded import EmbeddedPostgres
 from klaviyo_analytics.db.migrate import migrate
 
@@ -33,15 +32,11 @@ def scratch_database(prefix: str = "bench") -> Iterator[str]:
         server = None if url else EmbeddedPostgres(Path(tmp) / "pgdata").start()
         admin = url or server.conninfo()  # type: ignore[union-attr]
         try:
-            with psycopg.connect(admin, autocommit=True) as c:
-                c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            databases.create_database(admin, name)
             target = make_conninfo(admin, dbname=name)
             asyncio.run(migrate(target))
             yield target
         finally:
-            with psycopg.connect(admin, autocommit=True) as c:
-                c.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-                )
+            databases.drop_database(admin, name)
             if server is not None:
                 server.stop()

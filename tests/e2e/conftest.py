@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from klaviyo_analytics.analytics.facts import refresh_facts
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.sandbox.config import DEFAULT_END, SandboxConfig, StoreOptions
 from klaviyo_analytics.sandbox.server import SandboxServer
@@ -89,7 +88,6 @@ def dashboard_template(
 
     async def fill() -> None:
         async with sync_service(conninfo, dashboard_sandbox) as service:
-            service.after_events.append(refresh_facts)
             await service.sync_all()
 
     # A thread keeps this sync out of the session's event loop.

@@ -24,16 +24,17 @@ FACT_DATES: LiteralString = "date IN (SELECT unnest(%(dates)s::date[]))"
 # what the event itself says; anything that is not SMS counts as email.
 _MEDIUM: LiteralString = "CASE WHEN {} = 'sms' THEN 'sms' ELSE 'email' END"
 
+# Every daily fact table, in the order they are recomputed.
+FACT_TABLES: tuple[LiteralString, ...] = (
+    "fact_orders",
+    "fact_message_engagement",
+    "fact_forms",
+    "fact_conversions",
+    "fact_revenue",
+    "fact_engagement",
+)
 DELETE_FACTS: tuple[LiteralString, ...] = tuple(
-    "DELETE FROM " + table + " WHERE " + FACT_DATES
-    for table in (
-        "fact_orders",
-        "fact_message_engagement",
-        "fact_forms",
-        "fact_conversions",
-        "fact_revenue",
-        "fact_engagement",
-    )
+    "DELETE FROM " + table + " WHERE " + FACT_DATES for table in FACT_TABLES
 )
 
 # Orders: Klaviyo's attribution when it gave one, else the last touch of the same profile: the

@@ -46,14 +46,7 @@ CHANNELS = ("email_campaign", "email_flow", "sms_campaign", "sms_flow", "unattri
 MESSAGE_CHANNELS = CHANNELS[:4]
 EMAIL_TOUCH_WINDOW = timedelta(hours=120)
 SMS_TOUCH_WINDOW = timedelta(hours=24)
-FACT_TABLES = (
-    "fact_orders",
-    "fact_message_engagement",
-    "fact_forms",
-    "fact_conversions",
-    "fact_revenue",
-    "fact_engagement",
-)
+FACT_TABLES = q.FACT_TABLES
 REBUILD_CHUNK_DAYS = 31
 
 

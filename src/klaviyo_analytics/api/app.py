@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from klaviyo_analytics import resources
+from klaviyo_analytics import wiring
 from klaviyo_analytics.api.auth import Authenticator, TokenBucket
 from klaviyo_analytics.api.cache import Cache, MemoryCache, RedisCache, groups_for_stream
 from klaviyo_analytics.api.deps import AppState
@@ -95,9 +95,9 @@ def create_app(
             db = database
             if db is None:
                 db = await stack.enter_async_context(
-                    resources.database(
+                    wiring.database(
                         settings,
-                        conninfo or resources.external_conninfo(settings),
+                        conninfo or wiring.external_conninfo(settings),
                         application_name="klaviyo-analytics-api",
                     )
                 )
@@ -122,11 +122,7 @@ def create_app(
 
             client = klaviyo
             if client is None and settings.klaviyo_api_key is not None:
-                client = await stack.enter_async_context(
-                    KlaviyoClient(
-                        api_key=settings.klaviyo_api_key, base_url=settings.klaviyo_base_url
-                    )
-                )
+                client = await stack.enter_async_context(wiring.klaviyo_client(settings))
 
             auth = Authenticator(db)
             stack.push_async_callback(auth.aclose)
@@ -154,8 +150,12 @@ def create_app(
                     pending.add(task)
                     task.add_done_callback(pending.discard)
 
-                service = resources.sync_service(
-                    settings, db, client, on_change=on_change, clock=clock
+                service = wiring.sync_service(
+                    db,
+                    client,
+                    options=wiring.sync_options(settings),
+                    on_change=on_change,
+                    clock=clock,
                 )
 
                 async def settle() -> None:

@@ -15,12 +15,12 @@ from rich.table import Table
 from klaviyo_analytics.analytics.facts import rebuild_facts
 from klaviyo_analytics.analytics.periods import store_timezone
 from klaviyo_analytics.cli.common import fail_cleanly, load
-from klaviyo_analytics.cli.runtime import check_reachable, database_server, open_database
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.migrate import migrate
 from klaviyo_analytics.db.pool import Conn
 from klaviyo_analytics.db.repos.aggregates import AggregateRepository
 from klaviyo_analytics.db.repos.operations import without_statement_timeout
+from klaviyo_analytics.wiring import check_reachable, database_server, open_database
 
 console = Console()
 analytics_app = typer.Typer(help="Rebuild and inspect the analytics tables.", no_args_is_help=True)

@@ -12,10 +12,10 @@ from rich.table import Table
 
 from klaviyo_analytics.api.auth import ROLES, create_key, revoke_key
 from klaviyo_analytics.cli.common import EXIT_FAILURE, err_console, fail_cleanly, load
-from klaviyo_analytics.cli.runtime import check_reachable, database_server
 from klaviyo_analytics.db.migrate import migrate
 from klaviyo_analytics.db.pool import Conn, Database
 from klaviyo_analytics.db.repos.api_keys import ApiKeyRepository
+from klaviyo_analytics.wiring import check_reachable, database_server
 
 T = TypeVar("T")
 

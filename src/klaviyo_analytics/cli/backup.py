@@ -26,10 +26,11 @@ from klaviyo_analytics.backup.restore import restore_backup
 from klaviyo_analytics.backup.rotate import RetentionPolicy, rotate
 from klaviyo_analytics.backup.verify import verify_backup
 from klaviyo_analytics.cli.common import fail_cleanly, load
-from klaviyo_analytics.cli.runtime import database_server, ensure_database
 from klaviyo_analytics.config import Settings
+from klaviyo_analytics.db.databases import ensure_database
 from klaviyo_analytics.db.embedded import EmbeddedPostgres
 from klaviyo_analytics.errors import KlaviyoAnalyticsError
+from klaviyo_analytics.wiring import database_server
 
 logger = logging.getLogger(__name__)
 console = Console()

@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from klaviyo_analytics.cli.common import fail_cleanly, load
-from klaviyo_analytics.cli.runtime import check_reachable, database_server
 from klaviyo_analytics.db import maintenance
 from klaviyo_analytics.db.migrate import migrate, status
+from klaviyo_analytics.wiring import check_reachable, database_server
 
 console = Console()
 migrate_app = typer.Typer(help="Apply database migrations, or show which are applied.")

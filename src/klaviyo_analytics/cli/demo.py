@@ -23,7 +23,6 @@ from rich.console import Console
 
 from klaviyo_analytics.api.auth import create_key, revoke_key
 from klaviyo_analytics.cli.common import fail_cleanly, load
-from klaviyo_analytics.cli.runtime import check_reachable, database_server, open_database
 from klaviyo_analytics.cli.sync import print_summary, run_sync
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.migrate import migrate
@@ -32,6 +31,7 @@ from klaviyo_analytics.db.repos.api_keys import ApiKeyRepository
 from klaviyo_analytics.sandbox.config import SandboxConfig, StoreOptions
 from klaviyo_analytics.sandbox.server import SandboxServer
 from klaviyo_analytics.sync.runner import StreamResult
+from klaviyo_analytics.wiring import check_reachable, database_server, open_database
 
 console = Console()
 DEMO_KEY_NAME = "demo"

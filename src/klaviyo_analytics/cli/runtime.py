@@ -1,35 +1,10 @@
-"""Open the long-lived resources of a command from the settings, and close them on exit."""
+"""What every command's entry point sets up for itself: logging. Resources come from `wiring`."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from typing import Any
 
-import psycopg
-from psycopg import sql
-
-from klaviyo_analytics import resources
-from klaviyo_analytics.config import Settings
-from klaviyo_analytics.db.embedded import EmbeddedPostgres
-from klaviyo_analytics.db.pool import Database
-from klaviyo_analytics.errors import ConfigurationError
-from klaviyo_analytics.klaviyo import KlaviyoClient
-from klaviyo_analytics.resources import sync_options, sync_service
-
-__all__ = [
-    "check_reachable",
-    "configure_logging",
-    "database_server",
-    "ensure_database",
-    "klaviyo_client",
-    "open_database",
-    "sync_options",
-    "sync_service",
-]
-
-logger = logging.getLogger(__name__)
+__all__ = ["configure_logging"]
 
 
 def configure_logging(level: str) -> None:
@@ -37,56 +12,3 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # httpx logs every request URL at INFO; ours are logged by the client at DEBUG already.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-@contextmanager
-def database_server(settings: Settings) -> Iterator[str]:
-    """Yield the connection string of the application's database.
-
-    Starts the embedded server (and creates the database in it) when neither DATABASE_URL nor
-    DB_HOST is set; stops it on exit if this process started it.
-    """
-    if not settings.uses_embedded_database:
-        yield resources.external_conninfo(settings)
-        return
-    with EmbeddedPostgres(settings.embedded_data_dir) as server:
-        ensure_database(server.conninfo("postgres"), settings.db_name)
-        yield server.conninfo(settings.db_name)
-
-
-def ensure_database(admin_conninfo: str, name: str) -> None:
-    """Create database `name` unless it exists."""
-    with psycopg.connect(admin_conninfo, autocommit=True) as conn:
-        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if found is None:
-            logger.info("creating database %s", name)
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-@asynccontextmanager
-async def open_database(settings: Settings, conninfo: str) -> AsyncIterator[Database]:
-    """Open a pool sized and timed by the settings."""
-    async with resources.database(settings, conninfo) as database:
-        yield database
-
-
-async def check_reachable(settings: Settings, conninfo: str) -> None:
-    """Wait for the server as the DB_* retry settings allow.
-
-    Raises DatabaseUnavailableError naming host, port, database and user (never the password).
-    """
-    probe = resources.database(settings, conninfo, min_size=0, max_size=1)
-    await probe.open()
-    await probe.close()
-
-
-def klaviyo_client(settings: Settings, **overrides: Any) -> KlaviyoClient:
-    """Return a Klaviyo client for the configured account (not yet opened).
-
-    Raises ConfigurationError when KLAVIYO_API_KEY is not set.
-    """
-    if settings.klaviyo_api_key is None:
-        raise ConfigurationError("KLAVIYO_API_KEY is not set: a private API key is needed to sync")
-    return KlaviyoClient(
-        api_key=settings.klaviyo_api_key, base_url=settings.klaviyo_base_url, **overrides
-    )

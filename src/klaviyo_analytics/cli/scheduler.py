@@ -17,13 +17,6 @@ from klaviyo_analytics.backup.dump import create_backup
 from klaviyo_analytics.backup.rotate import rotate
 from klaviyo_analytics.cli.backup import policy_of
 from klaviyo_analytics.cli.common import fail_cleanly, load
-from klaviyo_analytics.cli.runtime import (
-    check_reachable,
-    database_server,
-    klaviyo_client,
-    open_database,
-    sync_service,
-)
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db import maintenance
 from klaviyo_analytics.db.migrate import migrate
@@ -32,6 +25,14 @@ from klaviyo_analytics.errors import ConfigurationError
 from klaviyo_analytics.sync.registry import STREAMS
 from klaviyo_analytics.sync.runner import DataSyncService
 from klaviyo_analytics.sync.scheduler import DEFAULT_SCHEDULES, Job, Scheduler
+from klaviyo_analytics.wiring import (
+    check_reachable,
+    database_server,
+    klaviyo_client,
+    open_database,
+    sync_options,
+    sync_service,
+)
 
 console = Console()
 
@@ -120,7 +121,7 @@ def scheduler_command(
 
 async def _main(settings: Settings, conninfo: str, *, run_now: str | None, list_jobs: bool) -> int:
     async with open_database(settings, conninfo) as db, klaviyo_client(settings) as client:
-        service = sync_service(settings, db, client)
+        service = sync_service(db, client, options=sync_options(settings))
         scheduler = Scheduler(
             db, build_jobs(settings, conninfo, db, service), timezone=settings.scheduler_timezone
         )

@@ -9,8 +9,8 @@ import typer
 import uvicorn
 
 from klaviyo_analytics.cli.common import err_console, fail_cleanly, load
-from klaviyo_analytics.cli.runtime import check_reachable, database_server
 from klaviyo_analytics.db.migrate import migrate
+from klaviyo_analytics.wiring import check_reachable, database_server
 
 
 def serve_command(

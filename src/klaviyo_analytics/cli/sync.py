@@ -12,18 +12,19 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 from rich.table import Table
 
 from klaviyo_analytics.cli.common import fail_cleanly, load
-from klaviyo_analytics.cli.runtime import (
-    check_reachable,
-    database_server,
-    klaviyo_client,
-    open_database,
-    sync_service,
-)
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.migrate import migrate
 from klaviyo_analytics.sync.progress import RunCounters
 from klaviyo_analytics.sync.registry import STREAMS
 from klaviyo_analytics.sync.runner import StreamResult
+from klaviyo_analytics.wiring import (
+    check_reachable,
+    database_server,
+    klaviyo_client,
+    open_database,
+    sync_options,
+    sync_service,
+)
 
 console = Console()
 
@@ -116,7 +117,7 @@ async def run_sync(
             progress.update(task, records=c.fetched, pages=c.pages, rate=c.rate_per_s)
 
         async with open_database(settings, conninfo) as db, klaviyo_client(settings) as client:
-            service = sync_service(settings, db, client, listener=show)
+            service = sync_service(db, client, options=sync_options(settings), listener=show)
             service.results = results
             try:
                 await service.run_stream(stream, since=since, full=full)

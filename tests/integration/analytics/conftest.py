@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from klaviyo_analytics.analytics.facts import refresh_facts
 from klaviyo_analytics.sandbox.server import SandboxServer
 from tests.fixtures.database import PgServer
 from tests.fixtures.sync import sync_service
@@ -22,7 +21,6 @@ async def synced_template(
     name = f"ka_an_{uuid.uuid4().hex[:12]}"
     conninfo = pg_server.create_database(name, template=template_db)
     async with sync_service(conninfo, sandbox) as service:
-        service.after_events.append(refresh_facts)
         await service.sync_all()
     yield name
     pg_server.drop_database(name)

@@ -19,7 +19,6 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 
-from klaviyo_analytics.analytics.facts import refresh_facts
 from klaviyo_analytics.api.app import create_app
 from klaviyo_analytics.api.auth import create_key
 from klaviyo_analytics.api.cache import Cache
@@ -51,7 +50,6 @@ def synced_template(pg_server: PgServer, template_db: str, sandbox: SandboxServe
 
     async def fill() -> None:
         async with sync_service(conninfo, sandbox) as service:
-            service.after_events.append(refresh_facts)
             await service.sync_all()
 
     # A thread keeps this sync fixture out of the session's event loop.
