@@ -12,7 +12,6 @@ from typing import Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
-    AliasChoices,
     Field,
     SecretStr,
     ValidationError,
@@ -34,185 +33,75 @@ class Settings(BaseSettings):
     )
 
     # Local data (embedded database, backups by default).
-    data_home: Path = Field(
-        default=DEFAULT_HOME,
-        validation_alias=AliasChoices("KLAVIYO_ANALYTICS_HOME", "data_home"),
-    )
+    data_home: Path = Field(default=DEFAULT_HOME, validation_alias="KLAVIYO_ANALYTICS_HOME")
 
     # Database.
-    database_url: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
-    )
-    db_host: str = Field(default="localhost", validation_alias=AliasChoices("DB_HOST", "db_host"))
-    db_port: int = Field(
-        default=5432, ge=1, le=65535, validation_alias=AliasChoices("DB_PORT", "db_port")
-    )
-    db_user: str = Field(default="klaviyo", validation_alias=AliasChoices("DB_USER", "db_user"))
-    db_password: SecretStr = Field(
-        default=SecretStr("klaviyo_pass"),
-        validation_alias=AliasChoices("DB_PASSWORD", "db_password"),
-    )
-    db_name: str = Field(
-        default="klaviyo_analytics", validation_alias=AliasChoices("DB_NAME", "db_name")
-    )
-    db_ssl: bool = Field(default=False, validation_alias=AliasChoices("DB_SSL", "db_ssl"))
-    db_max_connections: int = Field(
-        default=50, ge=1, validation_alias=AliasChoices("DB_MAX_CONNECTIONS", "db_max_connections")
-    )
-    db_min_connections: int = Field(
-        default=5, ge=0, validation_alias=AliasChoices("DB_MIN_CONNECTIONS", "db_min_connections")
-    )
-    db_idle_timeout_ms: int = Field(
-        default=30_000, ge=1, validation_alias=AliasChoices("DB_IDLE_TIMEOUT", "db_idle_timeout_ms")
-    )
+    database_url: SecretStr | None = Field(default=None)
+    db_host: str = Field(default="localhost")
+    db_port: int = Field(default=5432, ge=1, le=65535)
+    db_user: str = Field(default="klaviyo")
+    db_password: SecretStr = Field(default=SecretStr("klaviyo_pass"))
+    db_name: str = Field(default="klaviyo_analytics")
+    db_ssl: bool = Field(default=False)
+    db_max_connections: int = Field(default=50, ge=1)
+    db_min_connections: int = Field(default=5, ge=0)
+    db_idle_timeout_ms: int = Field(default=30_000, ge=1, validation_alias="DB_IDLE_TIMEOUT")
     db_connection_timeout_ms: int = Field(
         default=5_000,
         ge=1,
-        validation_alias=AliasChoices("DB_CONNECTION_TIMEOUT", "db_connection_timeout_ms"),
+        validation_alias="DB_CONNECTION_TIMEOUT",
     )
     db_statement_timeout_ms: int = Field(
         default=30_000,
         ge=0,
-        validation_alias=AliasChoices("DB_STATEMENT_TIMEOUT", "db_statement_timeout_ms"),
+        validation_alias="DB_STATEMENT_TIMEOUT",
     )
-    db_max_retries: int = Field(
-        default=3, ge=0, validation_alias=AliasChoices("DB_MAX_RETRIES", "db_max_retries")
-    )
+    db_max_retries: int = Field(default=3, ge=0)
     db_initial_retry_delay_ms: int = Field(
         default=100,
         ge=0,
-        validation_alias=AliasChoices("DB_INITIAL_RETRY_DELAY", "db_initial_retry_delay_ms"),
+        validation_alias="DB_INITIAL_RETRY_DELAY",
     )
-    db_max_retry_delay_ms: int = Field(
-        default=3_000,
-        ge=0,
-        validation_alias=AliasChoices("DB_MAX_RETRY_DELAY", "db_max_retry_delay_ms"),
-    )
-    db_retry_factor: float = Field(
-        default=2.0, ge=1.0, validation_alias=AliasChoices("DB_RETRY_FACTOR", "db_retry_factor")
-    )
-    db_slow_query_ms: int = Field(
-        default=500, ge=0, validation_alias=AliasChoices("DB_SLOW_QUERY_MS", "db_slow_query_ms")
-    )
+    db_max_retry_delay_ms: int = Field(default=3_000, ge=0, validation_alias="DB_MAX_RETRY_DELAY")
+    db_retry_factor: float = Field(default=2.0, ge=1.0)
+    db_slow_query_ms: int = Field(default=500, ge=0)
 
     # Backups.
-    backup_dir: Path | None = Field(
-        default=None, validation_alias=AliasChoices("BACKUP_DIR", "backup_dir")
-    )
-    backup_retention_days: int = Field(
-        default=30,
-        ge=1,
-        validation_alias=AliasChoices("BACKUP_RETENTION_DAYS", "backup_retention_days"),
-    )
-    max_hourly_backups: int = Field(
-        default=24, ge=0, validation_alias=AliasChoices("MAX_HOURLY_BACKUPS", "max_hourly_backups")
-    )
-    max_daily_backups: int = Field(
-        default=7, ge=0, validation_alias=AliasChoices("MAX_DAILY_BACKUPS", "max_daily_backups")
-    )
-    max_weekly_backups: int = Field(
-        default=4, ge=0, validation_alias=AliasChoices("MAX_WEEKLY_BACKUPS", "max_weekly_backups")
-    )
-    max_monthly_backups: int = Field(
-        default=12,
-        ge=0,
-        validation_alias=AliasChoices("MAX_MONTHLY_BACKUPS", "max_monthly_backups"),
-    )
+    backup_dir: Path | None = Field(default=None)
+    backup_retention_days: int = Field(default=30, ge=1)
+    max_hourly_backups: int = Field(default=24, ge=0)
+    max_daily_backups: int = Field(default=7, ge=0)
+    max_weekly_backups: int = Field(default=4, ge=0)
+    max_monthly_backups: int = Field(default=12, ge=0)
 
     # Retention (TimescaleDB policies, or the maintenance job without it).
-    retention_raw_responses_days: int = Field(
-        default=30,
-        ge=1,
-        validation_alias=AliasChoices(
-            "RETENTION_RAW_RESPONSES_DAYS", "retention_raw_responses_days"
-        ),
-    )
-    retention_events_months: int = Field(
-        default=12,
-        ge=1,
-        validation_alias=AliasChoices("RETENTION_EVENTS_MONTHS", "retention_events_months"),
-    )
-    retention_aggregates_months: int = Field(
-        default=24,
-        ge=1,
-        validation_alias=AliasChoices("RETENTION_AGGREGATES_MONTHS", "retention_aggregates_months"),
-    )
-    retention_predictions_months: int = Field(
-        default=6,
-        ge=1,
-        validation_alias=AliasChoices(
-            "RETENTION_PREDICTIONS_MONTHS", "retention_predictions_months"
-        ),
-    )
+    retention_raw_responses_days: int = Field(default=30, ge=1)
+    retention_events_months: int = Field(default=12, ge=1)
+    retention_aggregates_months: int = Field(default=24, ge=1)
+    retention_predictions_months: int = Field(default=6, ge=1)
 
     # Klaviyo.
-    klaviyo_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("KLAVIYO_API_KEY", "klaviyo_api_key")
-    )
-    klaviyo_base_url: str = Field(
-        default="https://a.klaviyo.com",
-        validation_alias=AliasChoices("KLAVIYO_BASE_URL", "klaviyo_base_url"),
-    )
-    sync_concurrency: int = Field(
-        default=16,
-        ge=1,
-        le=64,
-        validation_alias=AliasChoices("SYNC_CONCURRENCY", "sync_concurrency"),
-    )
-    sync_backfill_days: int = Field(
-        default=365,
-        ge=1,
-        le=3650,
-        validation_alias=AliasChoices("SYNC_BACKFILL_DAYS", "sync_backfill_days"),
-    )
-    archive_raw_responses: bool = Field(
-        default=False,
-        validation_alias=AliasChoices("ARCHIVE_RAW_RESPONSES", "archive_raw_responses"),
-    )
-    schedules: dict[str, str] = Field(
-        default_factory=dict, validation_alias=AliasChoices("SCHEDULES", "schedules")
-    )
-    scheduler_timezone: str = Field(
-        default="UTC", validation_alias=AliasChoices("SCHEDULER_TIMEZONE", "scheduler_timezone")
-    )
-    account_timezone: str | None = Field(
-        default=None, validation_alias=AliasChoices("ACCOUNT_TIMEZONE", "account_timezone")
-    )
+    klaviyo_api_key: SecretStr | None = Field(default=None)
+    klaviyo_base_url: str = Field(default="https://a.klaviyo.com")
+    sync_concurrency: int = Field(default=16, ge=1, le=64)
+    sync_backfill_days: int = Field(default=365, ge=1, le=3650)
+    archive_raw_responses: bool = Field(default=False)
+    schedules: dict[str, str] = Field(default_factory=dict)
+    scheduler_timezone: str = Field(default="UTC")
+    account_timezone: str | None = Field(default=None)
 
     # Optional services.
-    redis_url: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url")
-    )
-    log_level: str = Field(default="INFO", validation_alias=AliasChoices("LOG_LEVEL", "log_level"))
+    redis_url: SecretStr | None = Field(default=None)
+    log_level: str = Field(default="INFO")
 
     # The REST API (`klaviyo-analytics serve`).
-    api_rate_limit_per_minute: int = Field(
-        default=300,
-        ge=1,
-        validation_alias=AliasChoices("API_RATE_LIMIT_PER_MINUTE", "api_rate_limit_per_minute"),
-    )
-    cache_ttl_s: int = Field(
-        default=300, ge=0, validation_alias=AliasChoices("CACHE_TTL_S", "cache_ttl_s")
-    )
-    cache_max_entries: int = Field(
-        default=1000, ge=1, validation_alias=AliasChoices("CACHE_MAX_ENTRIES", "cache_max_entries")
-    )
-    stale_after_minutes: int = Field(
-        default=1440,
-        ge=1,
-        validation_alias=AliasChoices("STALE_AFTER_MINUTES", "stale_after_minutes"),
-    )
-    backup_stale_after_hours: int = Field(
-        default=48,
-        ge=1,
-        validation_alias=AliasChoices("BACKUP_STALE_AFTER_HOURS", "backup_stale_after_hours"),
-    )
-    min_free_disk_mb: int = Field(
-        default=1024, ge=0, validation_alias=AliasChoices("MIN_FREE_DISK_MB", "min_free_disk_mb")
-    )
-    max_replica_lag_s: int = Field(
-        default=300, ge=0, validation_alias=AliasChoices("MAX_REPLICA_LAG_S", "max_replica_lag_s")
-    )
+    api_rate_limit_per_minute: int = Field(default=300, ge=1)
+    cache_ttl_s: int = Field(default=300, ge=0)
+    cache_max_entries: int = Field(default=1000, ge=1)
+    stale_after_minutes: int = Field(default=1440, ge=1)
+    backup_stale_after_hours: int = Field(default=48, ge=1)
+    min_free_disk_mb: int = Field(default=1024, ge=0)
+    max_replica_lag_s: int = Field(default=300, ge=0)
 
     @field_validator("account_timezone", "scheduler_timezone")
     @classmethod
