@@ -19,6 +19,7 @@ from klaviyo_analytics.sandbox.profile_facts import (
     subscriptions,
 )
 from klaviyo_analytics.sandbox.query import Query, read_query
+from klaviyo_analytics.sandbox.render import iso
 from klaviyo_analytics.sandbox.state import (
     SandboxState,
     base_url,
@@ -133,11 +134,13 @@ def _order(index: np.ndarray, query: Query, lookup: ProfileIndex, facts: Profile
 
 
 def profile_document(state: SandboxState, facts: ProfileFacts, query: Query, now: int,
-                     index: int, base: str) -> dict[str, Any]:  # fmt: skip
+                     index: int, base: str, joined: bool = False) -> dict[str, Any]:  # fmt: skip
     """Render one profile with the additional fields asked for, then its sparse fieldset."""
     cat = state.catalog
     doc = state.renderer.profile(index, base)
     sms = bool(cat.list_masks[c.SMS_LIST][index])
+    if joined:  # members of a list or segment joined it when they were created
+        doc["attributes"]["joined_group_at"] = iso(int(cat.profile_created[index]))
     snapshot: Facts | None = None
     if query.wants("profile", "subscriptions"):
         snapshot = facts.at(now)

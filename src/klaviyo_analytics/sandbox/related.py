@@ -291,7 +291,7 @@ def _members(state: SandboxState, kind: str, identifiers: bool) -> Callable[...,
         if identifiers:
             data = [{"type": "profile", "id": cat.profile_id(i)} for i in page]
         else:
-            data = [profile_document(state, state.profile_facts, query, now, i, base)
+            data = [profile_document(state, state.profile_facts, query, now, i, base, joined=True)
                     for i in page]  # fmt: skip
         return respond({"data": data, "links": links}, headers)
 
