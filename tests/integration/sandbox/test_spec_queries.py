@@ -153,12 +153,12 @@ def test_comma_joined_filters_are_their_conjunction(
 
     def ids(expression: str) -> list[str]:
         out: list[str] = []
-        params = {"filter": expression, "page[size]": "1000"}
+        params: dict[str, str] | None = {"filter": expression, "page[size]": "1000"}
         url: str | None = "/api/events"
         while url:
             page = api.get(url, params=params).json()
             out += [d["id"] for d in page["data"]]
-            url, params = page["links"].get("next"), {}
+            url, params = page["links"].get("next"), None
         return out
 
     got = ids(joined)
