@@ -66,6 +66,7 @@ def paged(
     default_sort: str = "id",
     included: Included | None = None,
     required_filter: str | None = None,
+    identifiers: bool = False,
 ) -> Response:
     """Filter, sort and page an in-memory collection; raise ApiError for bad parameters.
 
@@ -93,8 +94,9 @@ def paged(
     links = {"self": str(request.url)}
     if size and offset + size < len(chosen):
         links["next"] = next_link(request, encode_cursor(offset + size))
-    doc: dict[str, Any] = {"data": [query.project(render(it, base)) for it in page],
-                           "links": links}  # fmt: skip
+    docs = [render(it, base) for it in page]
+    data = [{"type": d["type"], "id": d["id"]} if identifiers else query.project(d) for d in docs]
+    doc: dict[str, Any] = {"data": data, "links": links}
     if query.include:
         extra = included(page, query, base) if included is not None else []
         doc["included"] = [query.project(d) for d in extra]
@@ -188,27 +190,39 @@ def route_table(state: SandboxState) -> dict[str, Callable[..., Any]]:
                               "updated": lambda x: x.created + 86_400,
                               "trigger_type": lambda x: x.trigger_type})  # fmt: skip
 
-    async def flow_actions(request: Request) -> Response:
+    def flow_actions(operation: str, identifiers: bool) -> Callable[[Request], Any]:
+        async def handler(request: Request) -> Response:
+            return _flow_actions(request, operation, identifiers)
+
+        return handler
+
+    def _flow_actions(request: Request, operation: str, identifiers: bool) -> Response:
         fid = request.path_params["id"]
         fl = cat.flow_by_id.get(fid)
         if fl is None:
-            state.guard(request, "get_actions_for_flow")
+            state.guard(request, operation)
             raise _not_found("flow", fid)
-        return paged(state, request, operation="get_actions_for_flow", items=fl.actions,
+        return paged(state, request, operation=operation, items=fl.actions, identifiers=identifiers,
                      render=r.flow_action, resource="flow-action", default_size=50, max_size=50,
                      getters={"id": by_id, "action_type": _action_type,
                               "status": lambda a: "live",
                               "created": lambda a: cat.flows[a.flow_index].created,
                               "updated": lambda a: cat.flows[a.flow_index].created + 86_400})  # fmt: skip
 
-    async def flow_messages(request: Request) -> Response:
+    def flow_messages(operation: str, identifiers: bool) -> Callable[[Request], Any]:
+        async def handler(request: Request) -> Response:
+            return _flow_messages(request, operation, identifiers)
+
+        return handler
+
+    def _flow_messages(request: Request, operation: str, identifiers: bool) -> Response:
         aid = request.path_params["id"]
         action = cat.action_by_id.get(aid)
         if action is None:
-            state.guard(request, "get_flow_action_messages")
+            state.guard(request, operation)
             raise _not_found("flow action", aid)
         items = [] if action.message_index is None else [cat.flow_messages[action.message_index]]
-        return paged(state, request, operation="get_flow_action_messages", items=items,
+        return paged(state, request, operation=operation, items=items, identifiers=identifiers,
                      render=r.flow_message, resource="flow-message", default_size=50,
                      max_size=50,
                      getters={"id": by_id, "name": by_name,
@@ -282,8 +296,12 @@ def route_table(state: SandboxState) -> dict[str, Callable[..., Any]]:
         "/api/campaigns": campaigns,
         "/api/campaigns/{id}/campaign-messages": campaign_messages,
         "/api/flows": flows,
-        "/api/flows/{id}/flow-actions": flow_actions,
-        "/api/flow-actions/{id}/flow-messages": flow_messages,
+        "/api/flows/{id}/flow-actions": flow_actions("get_actions_for_flow", False),
+        "/api/flows/{id}/relationships/flow-actions": flow_actions("get_action_ids_for_flow", True),
+        "/api/flow-actions/{id}/flow-messages": flow_messages("get_flow_action_messages", False),
+        "/api/flow-actions/{id}/relationships/flow-messages": flow_messages(
+            "get_message_ids_for_flow_action", True
+        ),
         "/api/lists": groups("list"),
         "/api/lists/{id}": group("list"),
         "/api/segments": groups("segment"),

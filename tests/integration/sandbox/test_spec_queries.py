@@ -21,7 +21,8 @@ SERVED = (
     "get_events", "get_profiles", "get_campaigns", "get_flows", "get_actions_for_flow",
     "get_flow_action_messages", "get_forms", "get_lists", "get_segments", "get_metrics",
     "get_templates", "get_profiles_for_list", "get_profiles_for_segment", "get_list",
-    "get_segment", "get_messages_for_campaign",
+    "get_segment", "get_messages_for_campaign", "get_action_ids_for_flow",
+    "get_message_ids_for_flow_action",
 )  # fmt: skip
 CHANNEL = "equals(messages.channel,'email')"
 
@@ -191,10 +192,11 @@ def test_templates_filter_and_sort_on_updated(
     assert seen == sorted(seen) and len(seen) == sum(1 for t in templates if t[2] > cut)
 
 
+@pytest.mark.parametrize("relation", ["flow-actions", "relationships/flow-actions"])
 def test_flow_actions_filter_by_action_type(
-    api: httpx.Client, sandbox_generator: StoreGenerator
+    api: httpx.Client, sandbox_generator: StoreGenerator, relation: str
 ) -> None:
     fl = next(f for f in sandbox_generator.catalog.flows if len(f.actions) > 2)
-    body = api.get(f"/api/flows/{fl.id}/flow-actions",
+    body = api.get(f"/api/flows/{fl.id}/{relation}",
                    params={"filter": "equals(action_type,'TIME_DELAY')"}).json()  # fmt: skip
     assert [d["id"] for d in body["data"]] == [a.id for a in fl.actions if a.kind == "delay"]
