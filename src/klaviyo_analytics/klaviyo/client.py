@@ -253,8 +253,8 @@ class KlaviyoClient(ReportQueries):
         return self._iterate("get_events", Event, "/api/events", params, start_url=start_url)
 
     def iter_profiles(self, updated_after: datetime | None = None) -> AsyncIterator[Page[Profile]]:
-        """Iterate over profiles, optionally only those with `updated > updated_after`."""
-        params: dict[str, str] = {}
+        """Iterate over profiles in `updated` order, optionally only those with `updated > updated_after`."""
+        params: dict[str, str] = {"sort": "updated"}
         if updated_after is not None:
             params["filter"] = f"greater-than(updated,{filter_datetime(updated_after)})"
         return self._iterate("get_profiles", Profile, "/api/profiles", params)

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from klaviyo_analytics.errors import ConfigurationError
 from klaviyo_analytics.sandbox.apierror import ApiError, invalid
@@ -23,6 +24,7 @@ from klaviyo_analytics.sandbox.events_api import list_events
 from klaviyo_analytics.sandbox.faults import FaultMiddleware
 from klaviyo_analytics.sandbox.filters import parse_datetime
 from klaviyo_analytics.sandbox.generator import StoreGenerator
+from klaviyo_analytics.sandbox.related import relationship_routes
 from klaviyo_analytics.sandbox.render import iso
 from klaviyo_analytics.sandbox.resources import route_table
 from klaviyo_analytics.sandbox.state import JSONAPI, SandboxState, base_url, respond
@@ -60,7 +62,8 @@ def create_sandbox_app(
         code = "not_found" if exc.status_code == 404 else "method_not_allowed"
         return _error_response(ApiError(exc.status_code, code, str(exc.detail), str(exc.detail)))
 
-    for path, handler in route_table(state).items():
+    app.router.redirect_slashes = False
+    for path, handler in {**relationship_routes(state), **route_table(state)}.items():
         app.add_api_route(path, handler, methods=["GET"], include_in_schema=False)
 
     async def events(request: Request) -> Response:
@@ -103,7 +106,24 @@ def create_sandbox_app(
                       include_in_schema=False)  # fmt: skip
     _add_admin(app, state)
     app.add_middleware(FaultMiddleware, injector=state.faults)
+    app.add_middleware(TrailingSlashMiddleware)
     return app
+
+
+class TrailingSlashMiddleware:
+    """Answer `/api/metrics/` as `/api/metrics` (Klaviyo's SDK paths and links end in `/`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        """Wrap `app`."""
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Strip one trailing slash from an `/api/` path, then pass the request on."""
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith("/api/") and path.endswith("/") and len(path) > 5:
+            scope = {**scope, "path": path.rstrip("/"),
+                     "raw_path": path.rstrip("/").encode()}  # fmt: skip
+        await self.app(scope, receive, send)
 
 
 def stats(state: SandboxState) -> dict[str, Any]:

@@ -263,6 +263,7 @@ class Catalog:
             + [(m.template_id, f"{m.name} template", born + 60 * DAY)
                for m in self.flow_messages if m.template_id is not None]
         )  # fmt: skip
+        self.template_index = {t[0]: i for i, t in enumerate(self.templates)}
 
     # Profiles ---------------------------------------------------------------------------------
 

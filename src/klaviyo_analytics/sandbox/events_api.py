@@ -13,23 +13,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from klaviyo_analytics.sandbox import catalog as c
-from klaviyo_analytics.sandbox.apierror import invalid
 from klaviyo_analytics.sandbox.catalog import DAY
-from klaviyo_analytics.sandbox.filters import EVENTS, parse_filter, time_range
+from klaviyo_analytics.sandbox.filters import time_range
 from klaviyo_analytics.sandbox.generator import EventColumns
+from klaviyo_analytics.sandbox.query import read_query
 from klaviyo_analytics.sandbox.state import (
     SandboxState,
     base_url,
     decode_cursor,
     encode_cursor,
-    includes,
     next_link,
     page_size,
     respond,
-    sparse,
 )
-
-_SORTS = {"datetime": False, "timestamp": False, "-datetime": True, "-timestamp": True}
 
 
 def _after(ev: EventColumns, ts: int, eid: int) -> int:
@@ -50,24 +46,23 @@ async def list_events(state: SandboxState, request: Request) -> Response:
     """Answer GET /api/events; raise ApiError for bad parameters."""
     headers = state.guard(request, "get_events")
     size = page_size(request, 200, 1000)
-    conditions = parse_filter(request.query_params.get("filter"), EVENTS, "event")
-    sort = request.query_params.get("sort") or "datetime"
-    if sort not in _SORTS:
-        raise invalid(f"'{sort}' is not a valid sort for the resource 'event'.", "sort")
-    descending = _SORTS[sort]
-    include = includes(request, {"metric", "profile", "attributions"})
+    query = read_query(request, "get_events", "event")
+    conditions = query.conditions
+    descending = query.sort_field("datetime")[1]
+    include = query.include
     gen = state.generator
     now = state.clock.now_ts()
     lo, hi = time_range(conditions, ("datetime", "timestamp"))
     lo = gen.start_ts if lo is None else max(lo, gen.start_ts)
     hi = now + 1 if hi is None else min(hi, now + 1)
-    metric: int | None = None
+    metrics_wanted: list[int] | None = None
     profile: int | None = None
     need_profile = False
     for cond in conditions:
         if cond.field == "metric_id":
-            found = state.catalog.metric_by_id.get(cond.value)
-            metric = found.index if found else -1
+            wanted = cond.value if isinstance(cond.value, list) else [cond.value]
+            found_ids = [m.index for m in map(state.catalog.metric_by_id.get, wanted) if m]
+            metrics_wanted = found_ids or [-1]
         elif cond.field == "profile_id":
             found_profile = state.catalog.profile_index(cond.value)
             profile = found_profile if found_profile is not None else -2
@@ -95,8 +90,8 @@ async def list_events(state: SandboxState, request: Request) -> Response:
                 continue
             index = np.arange(a, b)
             mask = np.ones(b - a, dtype=bool)
-            if metric is not None:
-                mask &= ev.metric[a:b] == metric
+            if metrics_wanted is not None:
+                mask &= np.isin(ev.metric[a:b], metrics_wanted)
             if profile is not None:
                 mask &= ev.profile[a:b] == profile
             if need_profile:
@@ -118,15 +113,11 @@ async def list_events(state: SandboxState, request: Request) -> Response:
     metrics: set[int] = set()
     profiles: set[int] = set()
     attributions: list[dict[str, Any]] = []
-    fields = request.query_params.get("fields[event]")
     for ev, index in picked:
         chosen = index[: size - len(data)].tolist()
         if not chosen:
             break
-        docs = render.events(ev, chosen, base)
-        if fields:
-            docs = [sparse(request, "event", d) for d in docs]
-        data.extend(docs)
+        data.extend(query.project(d) for d in render.events(ev, chosen, base))
         last = (int(ev.ts[chosen[-1]]), int(ev.id[chosen[-1]]))
         if include:
             metrics.update(ev.metric[chosen].tolist())
@@ -148,5 +139,5 @@ async def list_events(state: SandboxState, request: Request) -> Response:
         if "profile" in include:
             included += [render.profile(p, base) for p in sorted(profiles)]
         included += attributions
-        doc["included"] = included
+        doc["included"] = [query.project(d) for d in included]
     return respond(doc, headers)

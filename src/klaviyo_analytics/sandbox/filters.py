@@ -1,4 +1,9 @@
-"""Parse Klaviyo's `filter` syntax (`and(equals(metric_id,"x"),greater-than(datetime,...))`)."""
+"""Parse Klaviyo's `filter` syntax (`and(equals(metric_id,"x"),greater-than(datetime,...))`).
+
+A comma-separated list of expressions at the top level is their conjunction, as Klaviyo reads
+it (`greater-or-equal(datetime,X),less-or-equal(datetime,Y)`). Which fields and operators an
+endpoint takes comes from the spec (`operations.FieldRule`), never from a list kept here.
+"""
 
 from __future__ import annotations
 
@@ -7,63 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from klaviyo_analytics.sandbox.apierror import ApiError, invalid
-
-# Allowed fields per resource: field -> (operators, value kind).
-FieldSpec = tuple[frozenset[str], str]
-_RANGE = frozenset({"greater-or-equal", "greater-than", "less-or-equal", "less-than"})
-_CMP = _RANGE | {"equals"}
-
-EVENTS: dict[str, FieldSpec] = {
-    "metric_id": (frozenset({"equals"}), "str"),
-    "profile_id": (frozenset({"equals"}), "str"),
-    "profile": (frozenset({"has"}), "none"),
-    "metric": (frozenset({"has"}), "none"),
-    "datetime": (_RANGE, "datetime"),
-    "timestamp": (_RANGE, "timestamp"),
-}
-PROFILES: dict[str, FieldSpec] = {
-    "id": (frozenset({"any", "equals"}), "str"),
-    "email": (frozenset({"any", "equals"}), "str"),
-    "created": (frozenset({"greater-than", "less-than"}), "datetime"),
-    "updated": (frozenset({"greater-than", "less-than"}), "datetime"),
-}
-METRICS: dict[str, FieldSpec] = {
-    "integration.name": (frozenset({"equals"}), "str"),
-    "integration.category": (frozenset({"equals"}), "str"),
-}
-CAMPAIGNS: dict[str, FieldSpec] = {
-    "id": (frozenset({"any"}), "str"),
-    "messages.channel": (frozenset({"equals"}), "str"),
-    "name": (frozenset({"contains"}), "str"),
-    "status": (frozenset({"any", "equals"}), "str"),
-    "archived": (frozenset({"equals"}), "bool"),
-    "created_at": (_RANGE, "datetime"),
-    "scheduled_at": (_RANGE, "datetime"),
-    "updated_at": (_RANGE, "datetime"),
-}
-FLOWS: dict[str, FieldSpec] = {
-    "id": (frozenset({"any"}), "str"),
-    "name": (frozenset({"contains", "ends-with", "equals", "starts-with"}), "str"),
-    "status": (frozenset({"equals"}), "str"),
-    "archived": (frozenset({"equals"}), "bool"),
-    "created": (_CMP, "datetime"),
-    "updated": (_CMP, "datetime"),
-    "trigger_type": (frozenset({"equals"}), "str"),
-}
-GROUPS: dict[str, FieldSpec] = {
-    "name": (frozenset({"any", "equals"}), "str"),
-    "id": (frozenset({"any", "equals"}), "str"),
-    "created": (frozenset({"greater-than"}), "datetime"),
-    "updated": (frozenset({"greater-than"}), "datetime"),
-}
-FORMS: dict[str, FieldSpec] = {
-    "id": (frozenset({"any", "equals"}), "str"),
-    "name": (frozenset({"any", "contains", "equals"}), "str"),
-    "status": (frozenset({"equals"}), "str"),
-    "created_at": (_RANGE, "datetime"),
-    "updated_at": (_RANGE, "datetime"),
-}
-SIMPLE_IDS: dict[str, FieldSpec] = {"id": (frozenset({"any", "equals"}), "str")}
+from klaviyo_analytics.sandbox.operations import FieldRule
 
 
 @dataclass(frozen=True)
@@ -174,46 +123,52 @@ def parse_datetime(raw: str, parameter: str = "filter") -> int:
     return int(parsed.timestamp())
 
 
-def parse_filter(text: str | None, allowed: dict[str, FieldSpec], resource: str) -> list[Condition]:
-    """Parse and check a filter against a resource's fields; raise ApiError (400) if invalid."""
+def parse_filter(text: str | None, allowed: dict[str, FieldRule], resource: str) -> list[Condition]:
+    """Parse and check a filter against an endpoint's fields; raise ApiError (400) if invalid."""
     if text is None or text == "":
         return []
     parser = _Parser(text, "filter")
     conditions: list[Condition] = []
     parser.expression(conditions)
+    while parser.peek() == ",":
+        parser.pos += 1
+        parser.expression(conditions)
     if parser.peek():
         raise parser.fail(f"unexpected text after position {parser.pos} of {text!r}")
     checked = []
     for cond in conditions:
-        spec = allowed.get(cond.field)
-        if spec is None:
+        rule = allowed.get(cond.field)
+        if rule is None:
             raise invalid(f"'{cond.field}' is not a valid field for the resource '{resource}'.",
                           "filter")  # fmt: skip
-        ops, kind = spec
-        if cond.op not in ops:
+        if cond.op not in rule.operators:
             raise invalid(
                 f"'{cond.op}' is not a valid operator for the field '{cond.field}' "
                 f"of the resource '{resource}'.",
                 "filter",
             )
-        checked.append(Condition(cond.field, cond.op, _coerce(cond, kind)))
+        checked.append(Condition(cond.field, cond.op, _coerce(cond, rule)))
     return checked
 
 
-def _coerce(cond: Condition, kind: str) -> Any:
+def _coerce(cond: Condition, rule: FieldRule) -> Any:
     value = cond.value
-    if kind == "none":
+    if cond.op in rule.none and not (cond.op in rule.single or cond.op in rule.list):
         if value is not None:
             raise invalid(f"'{cond.op}' takes only a field", "filter")
         return None
     if value is None:
         raise invalid(f"'{cond.op}({cond.field})' needs a value", "filter")
-    if cond.op == "any":
-        if not isinstance(value, list):
-            raise invalid(f"'any' on '{cond.field}' needs a list", "filter")
-        return [v.raw if isinstance(v, _Bare) else v for v in value]
     if isinstance(value, list):
-        raise invalid(f"'{cond.op}' on '{cond.field}' does not take a list", "filter")
+        if cond.op not in rule.list:
+            raise invalid(f"'{cond.op}' on '{cond.field}' does not take a list", "filter")
+        return [_scalar(cond, v, rule.kind) for v in value]
+    if cond.op not in rule.single:
+        raise invalid(f"'{cond.op}' on '{cond.field}' needs a list", "filter")
+    return _scalar(cond, value, rule.kind)
+
+
+def _scalar(cond: Condition, value: Any, kind: str) -> Any:
     raw = value.raw if isinstance(value, _Bare) else value
     if kind == "datetime":
         return parse_datetime(raw)

@@ -41,6 +41,18 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SPILL_DAYS = 4
+# The purchase model's probabilities, shared with the profiles' predictive analytics.
+ANONYMOUS_SESSION_P = 0.3
+CHECKOUT_P = 0.22
+ORDER_AFTER_CHECKOUT_P = 0.55
+EMAIL_BOUNCE_P = 0.008
+EMAIL_CLICK_BUY_P = 0.09
+EMAIL_OPEN_BUY_P = 0.004
+SMS_CLICK_P = 0.08
+SMS_CLICK_BUY_P = 0.07
+ORDER_MEDIAN_CENTS = 6500
+ORDER_SIGMA = 0.75
+ORDER_MIN_CENTS = 500
 _HOUR_WEIGHTS = np.array(
     [4, 3, 2, 1, 1, 1, 1, 2, 3, 4, 5, 6, 6, 6, 6, 7, 7, 8, 9, 10, 10, 10, 9, 7], dtype=float
 )
@@ -69,8 +81,8 @@ def seasonality(day: int) -> float:
 
 def _order_values(rng: np.random.Generator, n: int) -> np.ndarray:
     # Long-tailed order values in cents, at least $5.
-    cents = np.round(rng.lognormal(np.log(6500), 0.75, n)).astype(np.int64)
-    out: np.ndarray = np.maximum(cents, 500)
+    cents = np.round(rng.lognormal(np.log(ORDER_MEDIAN_CENTS), ORDER_SIGMA, n)).astype(np.int64)
+    out: np.ndarray = np.maximum(cents, ORDER_MIN_CENTS)
     return out
 
 
@@ -172,7 +184,7 @@ class StoreGenerator:
         sessions = int(rng.poisson(self.options.session_rate * active * mult))
         if sessions:
             who = rng.integers(0, active, sessions)
-            who = np.where(rng.random(sessions) < 0.3, -1, who)
+            who = np.where(rng.random(sessions) < ANONYMOUS_SESSION_P, -1, who)
             start = day_start + rng.choice(24, sessions, p=_HOUR_P) * 3600
             start = start + rng.integers(0, 3600, sessions)
             views = rng.geometric(0.45, sessions)
@@ -183,11 +195,11 @@ class StoreGenerator:
                 aux=rng.integers(0, len(c.PRODUCTS), rows.size),
             )  # fmt: skip
             known = who >= 0
-            checkout = known & (rng.random(sessions) < 0.22)
+            checkout = known & (rng.random(sessions) < CHECKOUT_P)
             t_checkout = start + views * 40 + 30
             value = _order_values(rng, sessions)
             b.add(t_checkout[checkout], c.STARTED_CHECKOUT, who[checkout], value=value[checkout])
-            ordered = checkout & (rng.random(sessions) < 0.55)
+            ordered = checkout & (rng.random(sessions) < ORDER_AFTER_CHECKOUT_P)
             t_order = t_checkout + 90 + rng.exponential(300, sessions).astype(np.int64)
             ids = b.add(t_order[ordered], c.PLACED_ORDER, who[ordered], value=value[ordered])
             orders.append(
@@ -277,13 +289,13 @@ class StoreGenerator:
         src = source if isinstance(source, np.ndarray) else np.full(n, source, dtype=np.int32)
         if channel == "sms":
             b.add(send_ts, c.RECEIVED_SMS, who, kind, src)
-            clicked = rng.random(n) < 0.08
+            clicked = rng.random(n) < SMS_CLICK_P
             t_click = send_ts + 30 + rng.exponential(600, n).astype(np.int64)
             click_ids = b.add(t_click[clicked], c.CLICKED_SMS, who[clicked], kind, src[clicked])
             self._orders(rng, b, who[clicked], t_click[clicked], kind, src[clicked], click_ids,
-                         0.07, orders)  # fmt: skip
+                         SMS_CLICK_BUY_P, orders)  # fmt: skip
             return
-        bounced = rng.random(n) < 0.008
+        bounced = rng.random(n) < EMAIL_BOUNCE_P
         b.add(send_ts[bounced], c.BOUNCED_EMAIL, who[bounced], kind, src[bounced])
         ok = ~bounced
         b.add(send_ts[ok], c.RECEIVED_EMAIL, who[ok], kind, src[ok])
@@ -300,9 +312,9 @@ class StoreGenerator:
         all_open_ids[opened] = open_ids
         click_ids = b.add(t_click[clicked], c.CLICKED_EMAIL, who[clicked], kind, src[clicked])
         self._orders(rng, b, who[clicked], t_click[clicked], kind, src[clicked], click_ids,
-                     0.09, orders)  # fmt: skip
+                     EMAIL_CLICK_BUY_P, orders)  # fmt: skip
         # A few buy after only opening (attributed to the open).
-        open_buy = opened & ~clicked & (rng.random(n) < 0.004)
+        open_buy = opened & ~clicked & (rng.random(n) < EMAIL_OPEN_BUY_P)
         self._orders(rng, b, who[open_buy], t_open[open_buy] + 600, kind, src[open_buy],
                      all_open_ids[open_buy], 1.0, orders)  # fmt: skip
         unsub = ok & (rng.random(n) < 0.002)

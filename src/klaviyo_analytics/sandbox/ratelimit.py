@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from klaviyo_analytics.sandbox.apierror import ApiError
+from klaviyo_analytics.sandbox.spec import klaviyo_spec
 
 # From the spec's `x-klaviyo-ratelimit` of each operation the sandbox answers.
 LIMITS: dict[str, tuple[int, int, int | None]] = {
@@ -35,6 +36,19 @@ LIMITS: dict[str, tuple[int, int, int | None]] = {
     "query_segment_values": (1, 2, 225),
     "query_metric_aggregates": (3, 60, None),
 }
+
+
+def _spec_limits(operation: str) -> tuple[int, int, int | None]:
+    """Read an operation's `x-klaviyo-ratelimit` (`{"burst": "3/s", "steady": "60/m"}`)."""
+    for methods in klaviyo_spec()["paths"].values():
+        op = methods.get("get") or {}
+        if op.get("operationId") == operation:
+            rule = op.get("x-klaviyo-ratelimit", {})
+            burst = int(str(rule.get("burst", "1/s")).split("/")[0])
+            steady = int(str(rule.get("steady", "15/m")).split("/")[0])
+            daily = rule.get("daily")
+            return burst, steady, int(str(daily).split("/")[0]) if daily else None
+    raise KeyError(operation)
 
 
 @dataclass(frozen=True)
@@ -79,6 +93,8 @@ class RateLimiter:
 
     def check(self, operation: str) -> Decision:
         """Count one request; raise ApiError (429, with Retry-After) when a window is full."""
+        if operation not in LIMITS:
+            LIMITS[operation] = _spec_limits(operation)
         burst, steady, daily = LIMITS[operation]
         windows = [(1, burst), (60, steady)] + ([(86_400, daily)] if daily else [])
         if not self.enabled:

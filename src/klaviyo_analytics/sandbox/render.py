@@ -47,6 +47,19 @@ def order_items(number: int, value_cents: int) -> list[Json]:
     return items
 
 
+_METRIC_TRIGGERS = {"abandoned_cart": c.STARTED_CHECKOUT, "browse_abandonment": c.VIEWED_PRODUCT,
+                    "post_purchase": c.PLACED_ORDER, "win_back": c.PLACED_ORDER}  # fmt: skip
+
+
+def rel(base: str, kind: str, ident: str, name: str, data: Any = None) -> Json:
+    """Return a relationship object with Klaviyo's `self` and `related` links (and its data)."""
+    out: Json = {"links": {"self": f"{base}/api/{kind}s/{ident}/relationships/{name}/",
+                           "related": f"{base}/api/{kind}s/{ident}/{name}/"}}  # fmt: skip
+    if data is not None:
+        out["data"] = data
+    return out
+
+
 class Renderer:
     """Turn catalogue entries and event columns into resource objects under one base URL."""
 
@@ -73,9 +86,20 @@ class Renderer:
             ts = tss[k]
             metric = metrics[k]
             profile = profiles[k]
-            relationships: Json = {"metric": self._metric_rel[metric]}
+            relationships: Json = {
+                "metric": {
+                    **self._metric_rel[metric],
+                    "links": {
+                        "self": f"{base}/api/events/{eid}/relationships/metric/",
+                        "related": f"{base}/api/events/{eid}/metric/",
+                    },
+                }
+            }
             if profile >= 0:
-                relationships["profile"] = {"data": {"type": "profile", "id": profile_id(profile)}}
+                relationships["profile"] = {
+                    "data": {"type": "profile", "id": profile_id(profile)},
+                    "links": {"self": f"{base}/api/events/{eid}/relationships/profile/",
+                              "related": f"{base}/api/events/{eid}/profile/"}}  # fmt: skip
             attributed = metric == c.PLACED_ORDER and attrs[k] >= 0
             relationships["attributions"] = {
                 "data": [{"type": "attribution", "id": eid + "-attribution"}] if attributed else []
@@ -206,6 +230,19 @@ class Renderer:
                 "updated": iso(m.created),
                 "integration": dict(m.integration),
             },
+            "relationships": {
+                "flow-triggers": rel(
+                    base,
+                    "metric",
+                    m.id,
+                    "flow-triggers",
+                    [
+                        {"type": "flow", "id": fl.id}
+                        for fl in self.cat.flows
+                        if self.triggers(fl) == ("metric", index)
+                    ],
+                )
+            },
             "links": {"self": f"{base}/api/metrics/{m.id}/"},
         }
 
@@ -260,8 +297,21 @@ class Renderer:
                 "is_processing": False,
                 "is_starred": index == 0,
             }  # fmt: skip
+        triggered = [{"type": "flow", "id": fl.id} for fl in self.cat.flows
+                     if self.triggers(fl) == (kind, index)]  # fmt: skip
         return {"type": kind, "id": g.id, "attributes": attrs,
+                "relationships": {"profiles": rel(base, kind, g.id, "profiles"),
+                                  "tags": rel(base, kind, g.id, "tags", []),
+                                  "flow-triggers": rel(base, kind, g.id, "flow-triggers",
+                                                       triggered)},
                 "links": {"self": f"{base}/api/{kind}s/{g.id}/"}}  # fmt: skip
+
+    def triggers(self, fl: Flow) -> tuple[str, int] | None:
+        """Return what triggers a flow: `("list", index)` or `("metric", index)`, or None."""
+        if fl.flow_type == "welcome":
+            return ("list", 0)
+        metric = _METRIC_TRIGGERS.get(fl.flow_type)
+        return None if metric is None else ("metric", metric)
 
     def group_size(self, kind: str, index: int) -> int:
         """Return how many profiles belong to a list or segment."""
@@ -313,8 +363,9 @@ class Renderer:
                 "send_time": iso(cp.send_ts),
             },
             "relationships": {
-                "campaign-messages": {"data": [{"type": "campaign-message", "id": cp.message_id}]},
-                "tags": {"data": []},
+                "campaign-messages": rel(base, "campaign", cp.id, "campaign-messages",
+                                         [{"type": "campaign-message", "id": cp.message_id}]),
+                "tags": rel(base, "campaign", cp.id, "tags", []),
             },
             "links": {"self": f"{base}/api/campaigns/{cp.id}/"},
         }  # fmt: skip
@@ -330,9 +381,12 @@ class Renderer:
             }  # fmt: skip
         else:
             definition = {"channel": "sms", "content": {"body": f"{cp.name}: reply STOP to end"}}
-        rels: Json = {"campaign": {"data": {"type": "campaign", "id": cp.id}}}
+        mid = cp.message_id
+        rels: Json = {"campaign": rel(base, "campaign-message", mid, "campaign",
+                                      {"type": "campaign", "id": cp.id})}  # fmt: skip
         if cp.template_id is not None:
-            rels["template"] = {"data": {"type": "template", "id": cp.template_id}}
+            rels["template"] = rel(base, "campaign-message", mid, "template",
+                                   {"type": "template", "id": cp.template_id})  # fmt: skip
         return {
             "type": "campaign-message",
             "id": cp.message_id,
@@ -355,9 +409,9 @@ class Renderer:
                            "created": iso(fl.created), "updated": iso(fl.created + 86_400),
                            "trigger_type": fl.trigger_type},
             "relationships": {
-                "flow-actions": {"data": [{"type": "flow-action", "id": a.id}
-                                          for a in fl.actions]},
-                "tags": {"data": []},
+                "flow-actions": rel(base, "flow", fl.id, "flow-actions",
+                                    [{"type": "flow-action", "id": a.id} for a in fl.actions]),
+                "tags": rel(base, "flow", fl.id, "tags", []),
             },
             "links": {"self": f"{base}/api/flows/{fl.id}/"},
         }  # fmt: skip
@@ -389,8 +443,10 @@ class Renderer:
             "id": action.id,
             "attributes": {"created": iso(fl.created), "updated": iso(fl.created + 86_400),
                            "definition": definition},
-            "relationships": {"flow": {"data": {"type": "flow", "id": fl.id}},
-                              "flow-messages": {"data": messages}},
+            "relationships": {"flow": rel(base, "flow-action", action.id, "flow",
+                                          {"type": "flow", "id": fl.id}),
+                              "flow-messages": rel(base, "flow-action", action.id,
+                                                   "flow-messages", messages)},
             "links": {"self": f"{base}/api/flow-actions/{action.id}/"},
         }  # fmt: skip
 
@@ -415,10 +471,29 @@ class Renderer:
             "id": message.id,
             "attributes": {"channel": message.channel, "created": iso(fl.created),
                            "updated": iso(fl.created + 86_400), "definition": definition},
-            "relationships": {"flow-action": {"data": {"type": "flow-action",
-                                                       "id": message.action_id}}},
+            "relationships": self._flow_message_rels(message, base),
             "links": {"self": f"{base}/api/flow-messages/{message.id}/"},
         }  # fmt: skip
+
+    def _flow_message_rels(self, message: FlowMessage, base: str) -> Json:
+        rels: Json = {
+            "flow-action": rel(
+                base,
+                "flow-message",
+                message.id,
+                "flow-action",
+                {"type": "flow-action", "id": message.action_id},
+            )
+        }
+        if message.template_id is not None:
+            rels["template"] = rel(
+                base,
+                "flow-message",
+                message.id,
+                "template",
+                {"type": "template", "id": message.template_id},
+            )
+        return rels  # fmt: skip
 
     def account(self, base: str) -> Json:
         """Render the account."""

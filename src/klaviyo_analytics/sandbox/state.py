@@ -15,6 +15,7 @@ from klaviyo_analytics.sandbox.apierror import ApiError, invalid
 from klaviyo_analytics.sandbox.config import SandboxConfig
 from klaviyo_analytics.sandbox.faults import FaultInjector
 from klaviyo_analytics.sandbox.generator import StoreGenerator
+from klaviyo_analytics.sandbox.profile_facts import ProfileFacts
 from klaviyo_analytics.sandbox.ratelimit import RateLimiter
 from klaviyo_analytics.sandbox.render import Renderer
 from klaviyo_analytics.sandbox.reports import Reports
@@ -56,6 +57,7 @@ class SandboxState:
         self.catalog = self.generator.catalog
         self.renderer = Renderer(self.catalog)
         self.reports = Reports(self.generator)
+        self.profile_facts = ProfileFacts(self.generator)
         self.limiter = RateLimiter(config.rate_limits, config.rate_limit_scale)
         self.faults = FaultInjector(config.faults)
         self.clock = SandboxClock(self.generator.end_ts, config.live)
@@ -134,25 +136,3 @@ def decode_cursor(request: Request, count: int) -> tuple[int, ...] | None:
 def next_link(request: Request, cursor: str) -> str:
     """Return this request's absolute URL with `page[cursor]` set (filters, sort, size kept)."""
     return str(request.url.include_query_params(**{"page[cursor]": cursor}))
-
-
-def includes(request: Request, allowed: set[str]) -> set[str]:
-    """Read `include=`; raise ApiError (400) for relationships the endpoint does not offer."""
-    raw = request.query_params.get("include")
-    if not raw:
-        return set()
-    asked = {part.strip() for part in raw.split(",") if part.strip()}
-    bad = asked - allowed
-    if bad:
-        raise invalid(f"Invalid include: {', '.join(sorted(bad))}. "
-                      f"Allowed: {', '.join(sorted(allowed))}.", "include")  # fmt: skip
-    return asked
-
-
-def sparse(request: Request, resource: str, doc: dict[str, Any]) -> dict[str, Any]:
-    """Apply `fields[resource]=a,b` to a resource's attributes (in place) and return it."""
-    raw = request.query_params.get(f"fields[{resource}]")
-    if raw:
-        keep = {f.strip().split(".")[0] for f in raw.split(",")}
-        doc["attributes"] = {k: v for k, v in doc["attributes"].items() if k in keep}
-    return doc

@@ -61,9 +61,10 @@ async def sync_metrics(ctx: StreamContext, args: RunArgs) -> None:
 async def sync_profiles(ctx: StreamContext, args: RunArgs) -> None:
     """Copy profiles updated since the last run.
 
-    Klaviyo cannot sort profiles by `updated`, so the cursor moves only when the whole run has
-    been stored; pages record the newest `updated` seen so far. The filter is `greater-than`
-    only, so the next run starts one second before the cursor and re-reads that second.
+    Profiles come sorted by `updated`, so every stored page moves the cursor to the newest
+    `updated` stored: a run that stops part-way resumes after its last page, not from the start.
+    The filter is `greater-than` only, so a run starts one second before the cursor and
+    re-reads that second (profiles sharing the cursor's second are never skipped).
     """
     repo = ProfileRepository()
     saved = None if args.full else await ctx.db.run(lambda c: _state.get(c, "profiles", ""))
@@ -75,12 +76,7 @@ async def sync_profiles(ctx: StreamContext, args: RunArgs) -> None:
         seen = [r.updated for r in records if r.updated is not None]
         if seen:
             newest = max([*seen, *([newest] if newest else [])])
-        state = StreamState(
-            "profiles",
-            "",
-            iso(cursor) if cursor else None,
-            {"run_newest": iso(newest) if newest else None},
-        )
+        state = StreamState("profiles", "", iso(newest) if newest else None, {})
         await ctx.write("klaviyo_profiles", repo, records, page, state=state)
     final = StreamState("profiles", "", iso(newest) if newest else None, {})
     await ctx.db.run(lambda c: _state.upsert(c, final))

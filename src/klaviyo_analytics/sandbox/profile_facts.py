@@ -1,0 +1,192 @@
+"""Per-profile facts for `additional-fields[profile]`: subscriptions and predictive analytics.
+
+Both are consistent with the store. Orders and suppressions come from one pass over the
+generated days up to "now" (a few numpy columns per profile, never the events themselves); the
+predictions come from the generator's own purchase model (its probabilities and order-value
+distribution), so a CLV model fitted to the synced events can be compared with "Klaviyo's".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from klaviyo_analytics.sandbox import catalog as c
+from klaviyo_analytics.sandbox import generator as g
+from klaviyo_analytics.sandbox.catalog import DAY
+from klaviyo_analytics.sandbox.generator import StoreGenerator, seasonality
+
+SUPPRESSION_REASONS = ("", "HARD_BOUNCE", "SPAM_COMPLAINT", "UNSUBSCRIBE")
+_SUPPRESSING = {c.BOUNCED_EMAIL: 1, c.MARKED_SPAM: 2, c.UNSUBSCRIBED: 3}
+YEAR_DAYS = 365
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Columns over every profile, as of one moment."""
+
+    now: int
+    orders: np.ndarray  # placed orders
+    order_cents: np.ndarray  # their summed value
+    last_order: np.ndarray  # unix seconds, 0 when none
+    suppressed_at: np.ndarray  # unix seconds of the first suppressing event, 0 when none
+    reason: np.ndarray  # index into SUPPRESSION_REASONS
+
+
+def expected_order_cents() -> float:
+    """Return the mean order value of the generator's model, `E[max(lognormal, floor)]`."""
+    mu, sigma, floor = math.log(g.ORDER_MEDIAN_CENTS), g.ORDER_SIGMA, g.ORDER_MIN_CENTS
+
+    def phi(x: float) -> float:
+        return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+    a = (math.log(floor) - mu) / sigma
+    return floor * phi(a) + math.exp(mu + sigma * sigma / 2) * phi(sigma - a)
+
+
+class ProfileFacts:
+    """Compute and cache per-profile facts; the cache moves forward with the store's clock."""
+
+    def __init__(self, generator: StoreGenerator) -> None:
+        """Nothing is computed until the first question."""
+        self.gen = generator
+        n = generator.options.profiles
+        self._day = generator.start_ts // DAY  # first day not yet folded in
+        self._orders = np.zeros(n, dtype=np.int64)
+        self._cents = np.zeros(n, dtype=np.int64)
+        self._last = np.zeros(n, dtype=np.int64)
+        self._supp = np.zeros(n, dtype=np.int64)
+        self._reason = np.zeros(n, dtype=np.int8)
+        self._snapshot: Facts | None = None
+        self._rate: np.ndarray | None = None
+
+    def _fold(self, day: int, until: int, arrays: tuple[np.ndarray, ...]) -> None:
+        orders, cents, last, supp, reason = arrays
+        ev = self.gen.day(day)
+        keep = (ev.ts <= until) & (ev.profile >= 0)
+        placed = keep & (ev.metric == c.PLACED_ORDER)
+        who = ev.profile[placed]
+        n = orders.size
+        orders += np.bincount(who, minlength=n)
+        cents += np.bincount(who, weights=ev.value[placed], minlength=n).astype(np.int64)
+        np.maximum.at(last, who, ev.ts[placed])
+        hits = keep & np.isin(ev.metric, list(_SUPPRESSING))
+        profiles, first = np.unique(ev.profile[hits], return_index=True)
+        fresh = supp[profiles] == 0
+        supp[profiles[fresh]] = ev.ts[hits][first[fresh]]
+        codes = np.array([_SUPPRESSING[int(m)] for m in ev.metric[hits][first[fresh]]], np.int8)
+        reason[profiles[fresh]] = codes
+
+    def at(self, now: int) -> Facts:
+        """Return the facts of every profile as of `now` (events with timestamp <= now)."""
+        if self._snapshot is not None and self._snapshot.now == now:
+            return self._snapshot
+        whole = (now + 1) // DAY  # days strictly before this one are complete
+        state = (self._orders, self._cents, self._last, self._supp, self._reason)
+        while self._day < whole:
+            self._fold(self._day, self._day * DAY + DAY - 1, state)
+            self._day += 1
+        copies = tuple(a.copy() for a in state)
+        if now >= whole * DAY:
+            self._fold(whole, now, copies)
+        self._snapshot = Facts(now, *copies)
+        return self._snapshot
+
+    def yearly_orders(self) -> np.ndarray:
+        """Return each profile's expected orders over the next 365 days under the model."""
+        if self._rate is not None:
+            return self._rate
+        cat = self.gen.catalog
+        opts = self.gen.options
+        start = cat.end_ts // DAY
+        season = sum(seasonality(d) for d in range(start, start + YEAR_DAYS))
+        organic = (opts.session_rate * (1 - g.ANONYMOUS_SESSION_P) * g.CHECKOUT_P
+                   * g.ORDER_AFTER_CHECKOUT_P * season)  # fmt: skip
+        rate = np.full(opts.profiles, organic, dtype=np.float64)
+        repeats = YEAR_DAYS / opts.days
+        for cp in cat.campaigns:
+            if cp.channel == "sms":
+                p = g.SMS_CLICK_P * g.SMS_CLICK_BUY_P
+            else:
+                p = (1 - g.EMAIL_BOUNCE_P) * (
+                    cp.click_rate * g.EMAIL_CLICK_BUY_P
+                    + (cp.open_rate - cp.click_rate) * g.EMAIL_OPEN_BUY_P
+                )
+            rate += cat.list_masks[cp.list_index] * (p * repeats)
+        self._rate = rate
+        return rate
+
+
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def predictive_analytics(facts: Facts, rate: float, index: int, sms: bool) -> dict[str, object]:
+    """Render one profile's `predictive_analytics` (money in the store's currency units).
+
+    `historic_*` are exact (its Placed Order events up to now); the predictions are the model's
+    expectation over the next 365 days: orders at `rate`, each worth the model's mean value.
+    """
+    aov = expected_order_cents() / 100
+    historic = int(facts.order_cents[index]) / 100
+    count = int(facts.orders[index])
+    predicted = rate * aov
+    last = int(facts.last_order[index])
+    gap_days = YEAR_DAYS / rate if rate > 0 else None
+    next_order = _iso(last + int(gap_days * DAY)) if gap_days and last else None
+    return {
+        "historic_clv": round(historic, 2),
+        "predicted_clv": round(predicted, 2),
+        "total_clv": round(historic + predicted, 2),
+        "historic_number_of_orders": count,
+        "predicted_number_of_orders": round(rate, 4),
+        "average_days_between_orders": round(gap_days, 1) if gap_days and count > 1 else None,
+        "average_order_value": round(aov, 2),
+        "churn_probability": round(math.exp(-rate), 4),
+        "expected_date_of_next_order": next_order,
+        "ranked_channel_affinity": ["sms", "email"] if sms else ["email"],
+    }
+
+
+def subscriptions(
+    facts: Facts, index: int, created: int, email_member: bool, sms: bool
+) -> dict[str, object]:
+    """Render one profile's `subscriptions` from its consent (list membership) and suppressions.
+
+    Members of an email list consented at creation; a hard bounce, spam complaint or
+    unsubscribe suppresses email marketing from that moment; members of the SMS list have SMS
+    consent from their creation.
+    """
+    supp_ts = int(facts.suppressed_at[index])
+    reason = SUPPRESSION_REASONS[int(facts.reason[index])]
+    suppression = [{"reason": reason, "timestamp": _iso(supp_ts)}] if supp_ts else []
+    if reason == "UNSUBSCRIBE":
+        consent = "UNSUBSCRIBED"
+    else:
+        consent = "SUBSCRIBED" if email_member else "NEVER_SUBSCRIBED"
+    email = {
+        "can_receive_email_marketing": not supp_ts,
+        "consent": consent,
+        "consent_timestamp": _iso(supp_ts)
+        if reason == "UNSUBSCRIBE"
+        else (_iso(created) if email_member else None),
+        "last_updated": _iso(supp_ts or created),
+        "method": "FORM",
+        "method_detail": "",
+        "custom_method_detail": None,
+        "double_optin": False,
+        "suppression": suppression,
+        "list_suppressions": [],
+    }
+    sms_marketing = {
+        "can_receive_sms_marketing": sms,
+        "consent": "SUBSCRIBED" if sms else "NEVER_SUBSCRIBED",
+        "consent_timestamp": _iso(created) if sms else None,
+        "method": "TEXT" if sms else None,
+        "method_detail": "JOIN" if sms else "",
+        "last_updated": _iso(created) if sms else None,
+    }
+    return {"email": {"marketing": email}, "sms": {"marketing": sms_marketing}}
