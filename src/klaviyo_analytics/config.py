@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from klaviyo_analytics.conninfo import parse_conninfo
 from klaviyo_analytics.errors import ConfigurationError
 
 DEFAULT_HOME = Path("~/.klaviyo-analytics")
@@ -223,6 +224,16 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                parse_conninfo(value.get_secret_value())
+            except ConfigurationError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("log_level")
