@@ -8,6 +8,7 @@ the statement itself was wrong or timed out.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
@@ -22,6 +23,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from klaviyo_analytics.conninfo import parse_conninfo
 from klaviyo_analytics.errors import DatabaseError, DatabaseUnavailableError, FatalError
 from klaviyo_analytics.retry import RetryPolicy
 
@@ -35,6 +37,12 @@ QueryObserver = Callable[[float, bool], None]
 # SQLSTATEs worth another try: the work was fine, the moment was not.
 TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300"})
 READER_ROLE = "analytics_reader"
+# While the server is down, one probe at a time decides for every request: a refused or
+# missing socket answers at once, a silent host is given up on after PROBE_TIMEOUT_S.
+PROBE_TIMEOUT_S = 0.8
+PROBE_INTERVAL_S = 0.25
+# What callers (and so unauthenticated HTTP clients) are told; the detail goes to the log.
+UNAVAILABLE = "database unavailable"
 
 
 class StatementTimeoutError(DatabaseError, FatalError):
@@ -157,6 +165,12 @@ class Database:
     _born: weakref.WeakKeyDictionary[Conn, float] = field(
         default_factory=weakref.WeakKeyDictionary, init=False, repr=False
     )
+    _kwargs: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _down: bool = field(default=False, init=False)
+    _suspect: bool = field(default=False, init=False)
+    _last_probe: float = field(default=0.0, init=False)
+    _probe_lock: asyncio.Lock | None = field(default=None, init=False, repr=False)
+    _retiring: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
     @property
     def target(self) -> str:
@@ -179,9 +193,11 @@ class Database:
     async def open(self) -> Self:
         """Open the pool, retrying an unreachable server as the retry policy allows.
 
-        Raises DatabaseUnavailableError naming host, port, database and user (never the
-        password) when no connection can be made.
+        Raises ConfigurationError (never retried) when the connection string is malformed;
+        DatabaseUnavailableError naming host, port, database and user (never the password)
+        when no connection can be made.
         """
+        parse_conninfo(self.conninfo)
         options = f"-c statement_timeout={self.statement_timeout_ms}"
         kwargs: dict[str, Any] = {
             "row_factory": dict_row,
@@ -190,24 +206,31 @@ class Database:
             "options": options,
             "application_name": self.application_name,
         }
+        self._kwargs = kwargs
         await self._check_reachable(kwargs)
-        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+        pool = self._new_pool()
+        await pool.open(wait=self.min_size > 0, timeout=self.connect_timeout_s * 2)
+        self._pool = pool
+        self._down = self._suspect = False
+        return self
+
+    def _new_pool(self) -> AsyncConnectionPool[Conn]:
+        return AsyncConnectionPool(
             self.conninfo,
             min_size=self.min_size,
             max_size=self.max_size,
             max_idle=self.idle_timeout_s,
             timeout=self.connect_timeout_s,
-            kwargs=kwargs,
+            kwargs=self._kwargs,
             configure=self._configure,
             open=False,
             name="klaviyo-analytics",
         )
-        await pool.open(wait=self.min_size > 0, timeout=self.connect_timeout_s * 2)
-        self._pool = pool
-        return self
 
     async def close(self) -> None:
         """Close the pool and every connection in it."""
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -220,15 +243,26 @@ class Database:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Conn]:
-        """Lend a connection from the pool (the caller owns any transaction)."""
+        """Lend a connection from the pool (the caller owns any transaction).
+
+        Raises DatabaseUnavailableError at once while the server is known to be down, and when
+        no connection is free within the connection timeout.
+        """
+        await self._ensure_up()
         try:
             async with self.pool.connection() as conn:
                 yield conn
         except PoolTimeout as exc:
             self.stats.acquire_timeouts += 1
+            self._suspect = True
+            logger.warning(
+                "no database connection free within %gs (%s, pool max %d)",
+                self.connect_timeout_s,
+                self.target,
+                self.max_size,
+            )
             raise DatabaseUnavailableError(
-                f"no database connection free within {self.connect_timeout_s:g}s "
-                f"({self.target}, pool max {self.max_size})"
+                f"no database connection free within {self.connect_timeout_s:g}s"
             ) from exc
 
     async def run(self, work: Callable[[Conn], Awaitable[T]], *, readonly: bool = False) -> T:
@@ -260,11 +294,19 @@ class Database:
                 cause = exc.__cause__ if isinstance(exc, DatabaseUnavailableError) else exc
                 if cause is None or not is_transient(cause):
                     raise
+                if _is_connection_problem(cause):
+                    # The next attempt probes the server first and fails fast if it is gone.
+                    self._suspect = True
                 delay = self.retry.delay_s(attempt)
                 if not self.retry.allows(attempt, started, delay):
+                    logger.warning(
+                        "database unavailable after %d attempts (%s): %s",
+                        attempt,
+                        self.target,
+                        _first_line(cause),
+                    )
                     raise DatabaseUnavailableError(
-                        f"database unavailable after {attempt} attempts ({self.target}): "
-                        f"{_first_line(cause)}"
+                        f"{UNAVAILABLE} after {attempt} attempts"
                     ) from exc
                 self.stats.retries += 1
                 logger.warning(
@@ -324,14 +366,20 @@ class Database:
         version: str | None = None
         started = time.perf_counter()
         try:
+            await self._ensure_up()
             async with self.pool.connection(timeout=timeout_s) as conn:
                 cur = await conn.execute("SELECT current_setting('server_version') AS v")
                 row = await cur.fetchone()
                 version = row["v"] if row else None
         except PoolTimeout:
+            self._suspect = True
             problems.append(f"no connection free within {timeout_s:g}s (pool max {self.max_size})")
         except (psycopg.Error, DatabaseUnavailableError) as exc:
-            problems.append(f"database not answering ({self.target}): {_first_line(exc)}")
+            if isinstance(exc, psycopg.Error) and _is_connection_problem(exc):
+                self._suspect = True
+            # The target and libpq's text name the user, socket and database: log them only.
+            logger.warning("database not answering (%s): %s", self.target, _first_line(exc))
+            problems.append("database not answering")
         latency_ms = (time.perf_counter() - started) * 1000
         if self._pool is not None:
             snapshot = self.metrics()
@@ -346,6 +394,54 @@ class Database:
 
     # -- internals ---------------------------------------------------------------------------
 
+    async def _ensure_up(self) -> None:
+        """Probe the server when it is down or suspected to be; fail fast while it stays down.
+
+        When it answers again after being down, the pool is replaced by a fresh one: the old
+        pool's connections are dead and its own reconnection backs off for minutes.
+        """
+        if not (self._down or self._suspect) or self._pool is None:
+            return
+        if self._probe_lock is None:
+            self._probe_lock = asyncio.Lock()
+        async with self._probe_lock:
+            if not (self._down or self._suspect):
+                return  # another request's probe found it up
+            now = time.monotonic()
+            if self._down and now - self._last_probe < PROBE_INTERVAL_S:
+                raise DatabaseUnavailableError(UNAVAILABLE)
+            self._last_probe = now
+            problem = await self._probe()
+            if problem is not None:
+                if not self._down:
+                    logger.warning("database down (%s): %s", self.target, problem)
+                self._down = True
+                raise DatabaseUnavailableError(UNAVAILABLE)
+            if self._down:
+                logger.info("database back (%s); renewing the connection pool", self.target)
+                old, fresh = self._pool, self._new_pool()
+                await fresh.open(wait=False)
+                self._pool = fresh
+                if old is not None:
+                    # Closing waits for its background workers; no request should.
+                    task = asyncio.get_running_loop().create_task(old.close(timeout=5))
+                    self._retiring.add(task)
+                    task.add_done_callback(self._retiring.discard)
+            self._down = self._suspect = False
+
+    async def _probe(self) -> str | None:
+        """Return why a fresh connection cannot be made within PROBE_TIMEOUT_S, or None."""
+        kwargs = {k: v for k, v in self._kwargs.items() if k != "cursor_factory"}
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                conn = await AsyncConnection.connect(self.conninfo, **kwargs)
+                await conn.close()
+        except TimeoutError:
+            return f"no answer within {PROBE_TIMEOUT_S:g}s"
+        except psycopg.Error as exc:
+            return _first_line(exc)
+        return None
+
     async def _check_reachable(self, kwargs: dict[str, Any]) -> None:
         started = self.retry.clock()
         attempt = 0
@@ -358,9 +454,11 @@ class Database:
             except psycopg.OperationalError as exc:
                 delay = self.retry.delay_s(attempt)
                 if not self.retry.allows(attempt, started, delay):
+                    # libpq's connection errors quote no password (the string was parsed
+                    # before any connection was tried), so none is replaced in them.
                     raise DatabaseUnavailableError(
                         f"cannot connect to PostgreSQL as {self.target} after {attempt} attempts: "
-                        f"{_redact(_first_line(exc), self.conninfo)}"
+                        f"{_first_line(exc)}"
                     ) from None
                 logger.warning(
                     "cannot connect to PostgreSQL as %s (attempt %d of %d), retrying in %.2fs",
@@ -402,6 +500,13 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _redact(message: str, conninfo: str) -> str:
-    password = conninfo_to_dict(conninfo).get("password")
-    return message.replace(str(password), "***") if password else message
+def _is_connection_problem(exc: BaseException) -> bool:
+    """Say whether `exc` means the connection or the server went away (not a busy moment)."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, psycopg.Error):
+        return False
+    state = exc.sqlstate
+    if state is None:
+        return isinstance(exc, psycopg.OperationalError)
+    return state.startswith("08") or state in {"57P01", "57P02", "57P03"}
