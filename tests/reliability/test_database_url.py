@@ -28,9 +28,7 @@ PASSWORD = "Hunter2Secret"
 def test_a_bad_database_url_exits_2_with_one_line_and_no_password(
     url: str, problem: str, tmp_path: object
 ) -> None:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("DB_", "PG", "KLAVIYO_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "PG", "KLAVIYO_"))}
     env.update(DATABASE_URL=url, KLAVIYO_ANALYTICS_HOME=str(tmp_path), COLUMNS="60")
     done = subprocess.run(
         [sys.executable, "-m", "klaviyo_analytics.cli", "migrate", "status"],

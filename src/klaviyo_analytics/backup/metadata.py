@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from klaviyo_analytics.backup.errors import BackupError, BackupWriteError
+from klaviyo_analytics.private import FILE_MODE
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +159,9 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with tmp.open("w") as fh:
+        tmp.unlink(missing_ok=True)  # a leftover may have a wider mode
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=2, sort_keys=True)
             fh.write("\n")
             fh.flush()
@@ -254,7 +257,8 @@ def record_outcome(
 @contextmanager
 def _locked(backup_dir: Path) -> Iterator[None]:
     # The scheduler and a CLI run may finish at the same moment; serialise the counter update.
-    with (backup_dir / ".status.lock").open("a") as fh:
+    fd = os.open(backup_dir / ".status.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+    with os.fdopen(fd, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

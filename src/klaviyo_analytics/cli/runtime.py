@@ -17,6 +17,7 @@ from klaviyo_analytics.db.embedded import EmbeddedPostgres
 from klaviyo_analytics.db.pool import Database
 from klaviyo_analytics.errors import ConfigurationError
 from klaviyo_analytics.klaviyo import KlaviyoClient
+from klaviyo_analytics.private import private_dir
 from klaviyo_analytics.resources import sync_options, sync_service
 
 __all__ = [
@@ -68,6 +69,8 @@ def database_server(settings: Settings) -> Iterator[str]:
     Starts the embedded server (and creates the database in it) when neither DATABASE_URL nor
     DB_HOST is set; stops it on exit if this process started it.
     """
+    # The home holds the embedded data, backups and the demo store: the owner's alone.
+    private_dir(settings.home_dir)
     if not settings.uses_embedded_database:
         yield resources.external_conninfo(settings)
         return
