@@ -53,6 +53,10 @@ class Settings(BaseSettings):
         default=SecretStr("klaviyo_pass"),
         validation_alias=AliasChoices("DB_PASSWORD", "db_password"),
     )
+    db_reader_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DB_READER_PASSWORD", "db_reader_password"),
+    )
     db_name: str = Field(
         default="klaviyo_analytics", validation_alias=AliasChoices("DB_NAME", "db_name")
     )

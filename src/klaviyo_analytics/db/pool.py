@@ -37,6 +37,8 @@ QueryObserver = Callable[[float, bool], None]
 # SQLSTATEs worth another try: the work was fine, the moment was not.
 TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300"})
 READER_ROLE = "analytics_reader"
+# The login of the API's read pool (migration 0012): analytics_reader's rights and no more.
+READER_LOGIN = "klaviyo_api_reader"
 # While the server is down, one probe at a time decides for every request: a refused or
 # missing socket answers at once, a silent host is given up on after PROBE_TIMEOUT_S.
 PROBE_TIMEOUT_S = 0.8
@@ -160,6 +162,9 @@ class Database:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     on_query: QueryObserver | None = None
     application_name: str = "klaviyo-analytics"
+    # A pool logged in as READER_LOGIN: read-only runs go there, so RESET ROLE inside them
+    # cannot regain this pool's (perhaps superuser) login.
+    reader: Database | None = field(default=None, repr=False)
     stats: QueryStats = field(default_factory=QueryStats, init=False)
     _pool: AsyncConnectionPool[Conn] | None = field(default=None, init=False, repr=False)
     _born: weakref.WeakKeyDictionary[Conn, float] = field(
@@ -268,10 +273,13 @@ class Database:
     async def run(self, work: Callable[[Conn], Awaitable[T]], *, readonly: bool = False) -> T:
         """Run `work(conn)` in one transaction, retrying the whole of it on transient errors.
 
-        With `readonly`, the transaction is read-only and runs as the `analytics_reader` role.
+        With `readonly`, the transaction is read-only and runs as the `analytics_reader` role
+        (on the `reader` pool when one is attached).
         Raises DatabaseUnavailableError when retries are exhausted, StatementTimeoutError when
         a statement hits the statement timeout, and psycopg's own error for a faulty statement.
         """
+        if readonly and self.reader is not None:
+            return await self.reader.run(work, readonly=True)
         started = self.retry.clock()
         attempt = 0
         while True:
