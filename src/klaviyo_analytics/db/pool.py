@@ -47,6 +47,10 @@ PROBE_INTERVAL_S = 0.25
 UNAVAILABLE = "database unavailable"
 
 
+class DatabaseDownError(DatabaseUnavailableError):
+    """The server was found down by the pool's probe (raised at once, no connection tried)."""
+
+
 class StatementTimeoutError(DatabaseError, FatalError):
     """A statement ran longer than the configured statement timeout."""
 
@@ -300,7 +304,9 @@ class Database:
                 ) from exc
             except (psycopg.Error, DatabaseUnavailableError) as exc:
                 cause = exc.__cause__ if isinstance(exc, DatabaseUnavailableError) else exc
-                if cause is None or not is_transient(cause):
+                if isinstance(exc, DatabaseDownError):
+                    cause = exc  # each attempt is instant; the policy decides how long to wait
+                elif cause is None or not is_transient(cause):
                     raise
                 if _is_connection_problem(cause):
                     # The next attempt probes the server first and fails fast if it is gone.
@@ -417,14 +423,14 @@ class Database:
                 return  # another request's probe found it up
             now = time.monotonic()
             if self._down and now - self._last_probe < PROBE_INTERVAL_S:
-                raise DatabaseUnavailableError(UNAVAILABLE)
+                raise DatabaseDownError(UNAVAILABLE)
             self._last_probe = now
             problem = await self._probe()
             if problem is not None:
                 if not self._down:
                     logger.warning("database down (%s): %s", self.target, problem)
                 self._down = True
-                raise DatabaseUnavailableError(UNAVAILABLE)
+                raise DatabaseDownError(UNAVAILABLE)
             if self._down:
                 logger.info("database back (%s); renewing the connection pool", self.target)
                 old, fresh = self._pool, self._new_pool()
