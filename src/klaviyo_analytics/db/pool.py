@@ -24,6 +24,13 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from klaviyo_analytics.conninfo import parse_conninfo
+from klaviyo_analytics.db.outage import (
+    PROBE_TIMEOUT_S,
+    UNAVAILABLE,
+    DatabaseDownError,
+    OutageGuard,
+    is_connection_problem,
+)
 from klaviyo_analytics.errors import DatabaseError, DatabaseUnavailableError, FatalError
 from klaviyo_analytics.retry import RetryPolicy
 
@@ -39,16 +46,6 @@ TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "5
 READER_ROLE = "analytics_reader"
 # The login of the API's read pool (migration 0012): analytics_reader's rights and no more.
 READER_LOGIN = "klaviyo_api_reader"
-# While the server is down, one probe at a time decides for every request: a refused or
-# missing socket answers at once, a silent host is given up on after PROBE_TIMEOUT_S.
-PROBE_TIMEOUT_S = 0.8
-PROBE_INTERVAL_S = 0.25
-# What callers (and so unauthenticated HTTP clients) are told; the detail goes to the log.
-UNAVAILABLE = "database unavailable"
-
-
-class DatabaseDownError(DatabaseUnavailableError):
-    """The server was found down by the pool's probe (raised at once, no connection tried)."""
 
 
 class StatementTimeoutError(DatabaseError, FatalError):
@@ -175,10 +172,7 @@ class Database:
         default_factory=weakref.WeakKeyDictionary, init=False, repr=False
     )
     _kwargs: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
-    _down: bool = field(default=False, init=False)
-    _suspect: bool = field(default=False, init=False)
-    _last_probe: float = field(default=0.0, init=False)
-    _probe_lock: asyncio.Lock | None = field(default=None, init=False, repr=False)
+    _guard: OutageGuard | None = field(default=None, init=False, repr=False)
     _retiring: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
     @property
@@ -220,7 +214,7 @@ class Database:
         pool = self._new_pool()
         await pool.open(wait=self.min_size > 0, timeout=self.connect_timeout_s * 2)
         self._pool = pool
-        self._down = self._suspect = False
+        self._guard = OutageGuard(self.target)
         return self
 
     def _new_pool(self) -> AsyncConnectionPool[Conn]:
@@ -263,7 +257,7 @@ class Database:
                 yield conn
         except PoolTimeout as exc:
             self.stats.acquire_timeouts += 1
-            self._suspect = True
+            self._mark_suspect()
             logger.warning(
                 "no database connection free within %gs (%s, pool max %d)",
                 self.connect_timeout_s,
@@ -308,9 +302,9 @@ class Database:
                     cause = exc  # each attempt is instant; the policy decides how long to wait
                 elif cause is None or not is_transient(cause):
                     raise
-                if _is_connection_problem(cause):
+                if is_connection_problem(cause):
                     # The next attempt probes the server first and fails fast if it is gone.
-                    self._suspect = True
+                    self._mark_suspect()
                 delay = self.retry.delay_s(attempt)
                 if not self.retry.allows(attempt, started, delay):
                     logger.warning(
@@ -386,11 +380,11 @@ class Database:
                 row = await cur.fetchone()
                 version = row["v"] if row else None
         except PoolTimeout:
-            self._suspect = True
+            self._mark_suspect()
             problems.append(f"no connection free within {timeout_s:g}s (pool max {self.max_size})")
         except (psycopg.Error, DatabaseUnavailableError) as exc:
-            if isinstance(exc, psycopg.Error) and _is_connection_problem(exc):
-                self._suspect = True
+            if isinstance(exc, psycopg.Error) and is_connection_problem(exc):
+                self._mark_suspect()
             # The target and libpq's text name the user, socket and database: log them only.
             logger.warning("database not answering (%s): %s", self.target, _first_line(exc))
             problems.append("database not answering")
@@ -408,40 +402,24 @@ class Database:
 
     # -- internals ---------------------------------------------------------------------------
 
-    async def _ensure_up(self) -> None:
-        """Probe the server when it is down or suspected to be; fail fast while it stays down.
+    def _mark_suspect(self) -> None:
+        if self._guard is not None:
+            self._guard.suspect = True
 
-        When it answers again after being down, the pool is replaced by a fresh one: the old
-        pool's connections are dead and its own reconnection backs off for minutes.
-        """
-        if not (self._down or self._suspect) or self._pool is None:
-            return
-        if self._probe_lock is None:
-            self._probe_lock = asyncio.Lock()
-        async with self._probe_lock:
-            if not (self._down or self._suspect):
-                return  # another request's probe found it up
-            now = time.monotonic()
-            if self._down and now - self._last_probe < PROBE_INTERVAL_S:
-                raise DatabaseDownError(UNAVAILABLE)
-            self._last_probe = now
-            problem = await self._probe()
-            if problem is not None:
-                if not self._down:
-                    logger.warning("database down (%s): %s", self.target, problem)
-                self._down = True
-                raise DatabaseDownError(UNAVAILABLE)
-            if self._down:
-                logger.info("database back (%s); renewing the connection pool", self.target)
-                old, fresh = self._pool, self._new_pool()
-                await fresh.open(wait=False)
-                self._pool = fresh
-                if old is not None:
-                    # Closing waits for its background workers; no request should.
-                    task = asyncio.get_running_loop().create_task(old.close(timeout=5))
-                    self._retiring.add(task)
-                    task.add_done_callback(self._retiring.discard)
-            self._down = self._suspect = False
+    async def _ensure_up(self) -> None:
+        """Fail fast while the server is known to be down (see `outage`)."""
+        if self._guard is not None and self._pool is not None:
+            await self._guard.check(self._probe, self._renew_pool)
+
+    async def _renew_pool(self) -> None:
+        old, fresh = self._pool, self._new_pool()
+        await fresh.open(wait=False)
+        self._pool = fresh
+        if old is not None:
+            # Closing waits for its background workers; no request should.
+            task = asyncio.get_running_loop().create_task(old.close(timeout=5))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     async def _probe(self) -> str | None:
         """Return why a fresh connection cannot be made within PROBE_TIMEOUT_S, or None."""
@@ -512,15 +490,3 @@ class Database:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _is_connection_problem(exc: BaseException) -> bool:
-    """Say whether `exc` means the connection or the server went away (not a busy moment)."""
-    if isinstance(exc, PoolTimeout):
-        return True
-    if not isinstance(exc, psycopg.Error):
-        return False
-    state = exc.sqlstate
-    if state is None:
-        return isinstance(exc, psycopg.OperationalError)
-    return state.startswith("08") or state in {"57P01", "57P02", "57P03"}
