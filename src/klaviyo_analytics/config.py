@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from klaviyo_analytics.conninfo import parse_conninfo
 from klaviyo_analytics.errors import ConfigurationError
 
 DEFAULT_HOME = Path("~/.klaviyo-analytics")
@@ -41,6 +42,7 @@ class Settings(BaseSettings):
     db_port: int = Field(default=5432, ge=1, le=65535)
     db_user: str = Field(default="klaviyo")
     db_password: SecretStr = Field(default=SecretStr("klaviyo_pass"))
+    db_reader_password: SecretStr | None = Field(default=None)
     db_name: str = Field(default="klaviyo_analytics")
     db_ssl: bool = Field(default=False)
     db_max_connections: int = Field(default=50, ge=1)
@@ -112,6 +114,16 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                parse_conninfo(value.get_secret_value())
+            except ConfigurationError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("log_level")

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from klaviyo_analytics.analytics.facts import refresh_facts
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.databases import ensure_database
 from klaviyo_analytics.db.embedded import EmbeddedPostgres
-from klaviyo_analytics.db.pool import Database, build_conninfo
-from klaviyo_analytics.errors import ConfigurationError
+from klaviyo_analytics.db.pool import READER_LOGIN, READER_ROLE, Database, build_conninfo
+from klaviyo_analytics.errors import ConfigurationError, DatabaseUnavailableError
 from klaviyo_analytics.klaviyo import KlaviyoClient
+from klaviyo_analytics.private import private_dir
 from klaviyo_analytics.retry import RetryPolicy
 from klaviyo_analytics.sync.events import EventSyncOptions
 from klaviyo_analytics.sync.runner import DataSyncService, SyncOptions, refresh_aggregates
@@ -49,6 +52,47 @@ def external_conninfo(settings: Settings) -> str:
         dbname=settings.db_name,
         ssl=settings.db_ssl,
     )
+
+
+def reader_conninfo(settings: Settings, conninfo: str) -> str:
+    """Return `conninfo` logging in as the API's reader login (DB_READER_PASSWORD if set)."""
+    params = {k: str(v) for k, v in conninfo_to_dict(conninfo).items() if v is not None}
+    params["user"] = READER_LOGIN
+    params.pop("password", None)
+    if settings.db_reader_password is not None:
+        params["password"] = settings.db_reader_password.get_secret_value()
+    return make_conninfo(**params)
+
+
+async def attach_reader(
+    settings: Settings, db: Database, conninfo: str, stack: AsyncExitStack
+) -> None:
+    """Open the API's read pool as the reader login and attach it to `db` (closed by `stack`).
+
+    When that login cannot connect (an external server where it has no password), read paths
+    keep using SET ROLE on `db`'s login, and a warning says so.
+    """
+    reader = database(
+        settings,
+        reader_conninfo(settings, conninfo),
+        min_size=min(1, settings.db_min_connections),
+        max_size=max(1, settings.db_max_connections // 2),
+        application_name="klaviyo-analytics-api-reader",
+        retry=RetryPolicy(attempts=1),
+    )
+    try:
+        await stack.enter_async_context(reader)
+    except DatabaseUnavailableError as exc:
+        logger.warning(
+            "the reader login %s cannot connect (%s); read paths use SET ROLE %s on the "
+            "application's login instead (set DB_READER_PASSWORD, see docs/database.md)",
+            READER_LOGIN,
+            exc,
+            READER_ROLE,
+        )
+        return
+    db.reader = reader
+    stack.callback(setattr, db, "reader", None)
 
 
 def database(settings: Settings, conninfo: str, **overrides: Any) -> Database:
@@ -93,6 +137,8 @@ def database_server(settings: Settings) -> Iterator[str]:
     Starts the embedded server (and creates the database in it) when neither DATABASE_URL nor
     DB_HOST is set; stops it on exit if this process started it.
     """
+    # The home holds the embedded data, backups and the demo store: the owner's alone.
+    private_dir(settings.home_dir)
     if not settings.uses_embedded_database:
         yield external_conninfo(settings)
         return

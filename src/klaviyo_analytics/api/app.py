@@ -94,13 +94,11 @@ def create_app(
         async with AsyncExitStack() as stack:
             db = database
             if db is None:
+                target = conninfo or wiring.external_conninfo(settings)
                 db = await stack.enter_async_context(
-                    wiring.database(
-                        settings,
-                        conninfo or wiring.external_conninfo(settings),
-                        application_name="klaviyo-analytics-api",
-                    )
+                    wiring.database(settings, target, application_name="klaviyo-analytics-api")
                 )
+                await wiring.attach_reader(settings, db, target, stack)
             metrics = ApiMetrics(slow_query_s=settings.db_slow_query_ms / 1000)
             previous_hook = db.on_query
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import secrets
+import tempfile
 import time
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
 from klaviyo_analytics.backup.errors import BackupError
@@ -33,6 +37,20 @@ WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
 ORDER BY c.relname
 """
 MAINTENANCE_DATABASES = ("postgres", "template1")
+# Restores run as this role: it logs in, owns the database it restores into, and is no
+# superuser, so an archive's statements (an index function calling COPY ... TO PROGRAM, say)
+# cannot reach the operating system. Default privileges cannot be restored by it (they name
+# the original owner); the project's own are set again after the restore.
+RESTORE_ROLE = "klaviyo_restore"
+DEFAULT_PRIVILEGES = (
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO analytics_reader",
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE ON TABLES TO etl_writer",
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO etl_writer",
+)
+# Extensions an archive of ours may need; created by the administrator before the restore,
+# since a role that is no superuser cannot create untrusted ones.
+KNOWN_EXTENSIONS = ("pg_trgm", "timescaledb")
+EXTENSION_ENTRY = re.compile(r"^\d+; \d+ \d+ (?:EXTENSION - |COMMENT - EXTENSION )(\S+)")
 
 
 def count_rows(conn: psycopg.Connection[TupleRow]) -> dict[str, int]:
@@ -71,16 +89,60 @@ def database_exists(admin: str, name: str) -> bool:
         )
 
 
-def create_database(admin: str, name: str) -> None:
-    """Create an empty database `name` from template0.
+def restore_role(admin: str) -> str:
+    """Create (or reset) the restore role and return a connection string that logs in as it.
 
-    Raises BackupError naming the database when it cannot be created.
+    It gets a fresh random password each time (for servers that want one) and no attribute
+    beyond LOGIN; it is never made a member of any role.
+    Raises BackupError when the administrator may not create roles.
     """
+    password = secrets.token_urlsafe(24)
+    attributes = sql.SQL(
+        "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD {}"
+    ).format(sql.Literal(password))
+    role = sql.Identifier(RESTORE_ROLE)
     try:
         with connect(admin) as conn:
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
-            )
+            exists = conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", (RESTORE_ROLE,)
+            ).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(sql.SQL(verb + " ROLE {} {}").format(role, attributes))
+    except psycopg.Error as exc:
+        raise BackupError(
+            f"cannot prepare the restore role {RESTORE_ROLE}: {first_line(str(exc))}"
+        ) from exc
+    params = {k: str(v) for k, v in conninfo_to_dict(admin).items() if v is not None}
+    params.update(user=RESTORE_ROLE, password=password)
+    return make_conninfo(**params)
+
+
+def create_database(admin: str, name: str, *, owner: str | None = None) -> None:
+    """Create an empty database `name` from template0, owned by `owner` if given.
+
+    With an owner, the extensions the archive may need are created in it by the
+    administrator (fixed statements only).
+    Raises BackupError naming the database when it cannot be created.
+    """
+    query = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
+    if owner is not None:
+        query = query + sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+    try:
+        with connect(admin) as conn:
+            conn.execute(query)
+        if owner is not None:
+            with connect(with_dbname(admin, name)) as conn:
+                available = {
+                    str(r[0])
+                    for r in conn.execute(
+                        "SELECT name FROM pg_available_extensions WHERE name = ANY(%s)",
+                        (list(KNOWN_EXTENSIONS),),
+                    ).fetchall()
+                }
+                for ext in sorted(available):
+                    conn.execute(
+                        sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(ext))
+                    )
     except psycopg.Error as exc:
         raise BackupError(f"cannot create database {name}: {first_line(str(exc))}") from exc
 
@@ -135,25 +197,71 @@ def close_database(admin: str, name: str, *, wait_s: float = 15.0) -> int:
     raise BackupError(f"sessions on database {name} did not end within {wait_s:g}s")
 
 
-def pg_restore_into(path: Path, *, conninfo: str, dbname: str, tools: PgTools) -> None:
+def pg_restore_into(
+    path: Path, *, conninfo: str, dbname: str, tools: PgTools, role: str | None = None
+) -> None:
     """Restore archive `path` into the existing, empty database `dbname`, all or nothing.
 
-    Objects end up owned by the restoring user (--no-owner); grants are kept, so the roles they
-    name (analytics_reader, etl_writer) must exist on the target server.
+    With `role` (a connection string of `restore_role`), pg_restore logs in as that role, so
+    nothing in the archive runs with superuser rights; `conninfo` (the administrator) then
+    sets the project's default privileges again. Objects end up owned by the restoring user
+    (--no-owner); grants are kept, so the roles they name (analytics_reader, etl_writer) must
+    exist on the target server.
     Raises BackupError with pg_restore's last error lines.
     """
-    run_tool(
-        [
-            tools.program("pg_restore"),
-            "--no-password",
-            "--no-owner",
-            "--exit-on-error",
-            "--single-transaction",
-            "--dbname",
-            make_conninfo(dbname=dbname),  # the rest of the connection comes from PG* variables
-            str(path),
-        ],
-        env=tool_env(conninfo, dbname=dbname),
-        what=f"restoring {path} into database {dbname}",
-    )
+    login = role or conninfo
+    args = [
+        tools.program("pg_restore"),
+        "--no-password",
+        "--no-owner",
+        "--exit-on-error",
+        "--single-transaction",
+    ]
+    listing: Path | None = None
+    if role is not None:
+        listing = _without_default_acls(path, tools)
+        args.append(f"--use-list={listing}")
+    args += [
+        "--dbname",
+        make_conninfo(dbname=dbname),  # the rest of the connection comes from PG* variables
+        str(path),
+    ]
+    try:
+        run_tool(
+            args,
+            env=tool_env(login, dbname=dbname),
+            what=f"restoring {path} into database {dbname}",
+        )
+    finally:
+        if listing is not None:
+            listing.unlink(missing_ok=True)
+    if role is not None:
+        with connect(with_dbname(conninfo, dbname)) as conn:
+            for statement in DEFAULT_PRIVILEGES:
+                conn.execute(sql.SQL(statement))
     logger.info("restored %s into database %s", path, dbname)
+
+
+def _is_known_extension_entry(line: str) -> bool:
+    # `2; 3079 16385 EXTENSION - pg_trgm` and `4512; 0 0 COMMENT - EXTENSION pg_trgm`: the
+    # administrator created these extensions already, and only their owner may comment on them.
+    found = EXTENSION_ENTRY.search(line)
+    return found is not None and found.group(1) in KNOWN_EXTENSIONS
+
+
+def _without_default_acls(path: Path, tools: PgTools) -> Path:
+    """Write the archive's table of contents minus what the restore role may not run; return it."""
+    out = run_tool(
+        [tools.program("pg_restore"), "--list", str(path)],
+        env=tool_env(""),
+        what=f"reading the table of contents of {path}",
+    )
+    kept = [
+        line
+        for line in out.splitlines()
+        if " DEFAULT ACL " not in line and not _is_known_extension_entry(line)
+    ]
+    fd, name = tempfile.mkstemp(prefix="ka-restore-", suffix=".list")
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(kept) + "\n")
+    return Path(name)

@@ -39,6 +39,7 @@ from klaviyo_analytics.backup.tools import (
 )
 from klaviyo_analytics.backup.verify import VerifyReport, sha256_of, verify_backup
 from klaviyo_analytics.db.pool import describe_target
+from klaviyo_analytics.private import private_dir, private_file
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +112,8 @@ def create_backup(
 
 def _prepare_folder(folder: Path) -> Path:
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(folder.parent)
+        private_dir(folder)
     except OSError as exc:
         raise BackupWriteError(
             f"cannot create backup folder {folder}: {exc.strerror or exc}"
@@ -160,6 +162,7 @@ def _dump(
                 f"backup of {describe_target(conninfo)} failed: {first_line(str(exc))}"
             ) from exc
     try:
+        private_file(partial)
         size = partial.stat().st_size
         digest = sha256_of(partial)
         _fsync(partial)

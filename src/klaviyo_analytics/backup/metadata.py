@@ -4,14 +4,22 @@ A backup `X.dump` is described by `X.dump.json`: checksum, size, duration, versi
 database, exact row counts per table, when and of which kind it was made, whether it has been
 verified. The counters the scheduler and /metrics read live in `BACKUP_DIR/status.json`; nothing
 is kept in memory between calls.
+
+Every sidecar carries an HMAC-SHA256 made with a key of this machine (`BACKUP_DIR/.sidecar.key`,
+0600, created with the first backup). A sidecar that was edited, or written anywhere else,
+fails the check and its backup is refused: the checksum it records is what vouches for the
+dump, so a forged sidecar would otherwise vouch for a crafted dump.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import hmac
 import json
 import logging
 import os
+import secrets
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -20,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from klaviyo_analytics.backup.errors import BackupError, BackupWriteError
+from klaviyo_analytics.private import FILE_MODE
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +36,9 @@ KINDS = ("hourly", "daily", "weekly", "monthly")
 DUMP_SUFFIX = ".dump"
 SIDECAR_SUFFIX = ".json"
 STATUS_FILE = "status.json"
-METADATA_VERSION = 1
+METADATA_VERSION = 2
+KEY_FILE = ".sidecar.key"
+KEY_BYTES = 32
 
 Clock = Callable[[], datetime]
 
@@ -94,14 +105,68 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
-def read_info(path: Path) -> BackupInfo:
-    """Read the sidecar of backup `path`.
+def default_key_file(path: Path) -> Path:
+    """Return the key file of the backup folder that backup `path` sits in (`<dir>/<kind>/`)."""
+    return path.parent.parent / KEY_FILE
 
-    Raises BackupError naming the file when the sidecar is missing or unreadable.
+
+def load_key(key_file: Path, *, create: bool = False) -> bytes:
+    """Return the sidecar key in `key_file`, creating it (0600) when `create` allows.
+
+    Raises BackupError when it is missing (and not to be created), unreadable, or open to
+    other users.
+    """
+    if create and not key_file.exists():
+        try:
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(secrets.token_bytes(KEY_BYTES))
+        except FileExistsError:
+            pass  # another backup created it a moment ago
+        except OSError as exc:
+            raise BackupWriteError(f"cannot create key {key_file}: {exc.strerror or exc}") from exc
+    try:
+        info = key_file.stat()
+        key = key_file.read_bytes()
+    except FileNotFoundError:
+        raise BackupError(
+            f"no sidecar key {key_file}: backups are only trusted where they were made"
+        ) from None
+    except OSError as exc:
+        raise BackupError(f"cannot read sidecar key {key_file}: {exc.strerror or exc}") from exc
+    if info.st_mode & 0o077 or len(key) < KEY_BYTES:
+        raise BackupError(f"sidecar key {key_file} is open to other users or too short")
+    return key
+
+
+def _signature(data: Mapping[str, Any], key: bytes) -> str:
+    body = json.dumps({k: v for k, v in data.items() if k != "hmac"}, sort_keys=True)
+    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+
+
+def read_info(path: Path, *, key_file: Path | None = None) -> BackupInfo:
+    """Read the sidecar of backup `path` and check its HMAC with the key in `key_file`.
+
+    `key_file` defaults to the key of the backup folder `path` lies in; pass the configured
+    one (BACKUP_DIR's) for a file from elsewhere.
+    Raises BackupError naming the file when the sidecar is missing, unreadable, unsigned or
+    its signature does not match (edited or forged).
     """
     side = sidecar_path(path)
     try:
         raw = json.loads(side.read_text())
+    except FileNotFoundError:
+        raise BackupError(f"no metadata file {side} beside backup {path}") from None
+    except (OSError, ValueError) as exc:
+        raise BackupError(f"metadata file {side} is unreadable: {exc}") from exc
+    key = load_key(key_file or default_key_file(path))
+    signature = raw.get("hmac") if isinstance(raw, dict) else None
+    if not isinstance(signature, str) or not hmac.compare_digest(signature, _signature(raw, key)):
+        raise BackupError(
+            f"metadata file {side} is not authentic (edited, forged, or made by another "
+            "machine or an older version): its backup is refused"
+        )
+    try:
         return BackupInfo(
             path=path,
             kind=raw["kind"],
@@ -121,15 +186,14 @@ def read_info(path: Path) -> BackupInfo:
             ),
             trial_restored=bool(raw.get("trial_restored", False)),
         )
-    except FileNotFoundError:
-        raise BackupError(f"no metadata file {side} beside backup {path}") from None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BackupError(f"metadata file {side} is unreadable: {exc}") from exc
 
 
-def write_info(info: BackupInfo) -> None:
-    """Write the sidecar of `info` atomically (temporary file, then rename).
+def write_info(info: BackupInfo, *, key_file: Path | None = None) -> None:
+    """Write the sidecar of `info` atomically (temporary file, then rename), signed.
 
+    The key (`key_file`, by default the backup folder's) is created on first use.
     Raises BackupWriteError naming the file; no partial sidecar is left behind.
     """
     data: dict[str, Any] = asdict(info)
@@ -139,15 +203,18 @@ def write_info(info: BackupInfo) -> None:
     data["created_at"] = info.created_at.isoformat()
     data["verified_at"] = info.verified_at.isoformat() if info.verified_at else None
     data["row_counts"] = dict(info.row_counts)
+    data["hmac"] = _signature(data, load_key(key_file or default_key_file(info.path), create=True))
     write_json_atomic(info.sidecar, data)
 
 
-def mark_verified(info: BackupInfo, *, at: datetime, trial_restored: bool) -> BackupInfo:
+def mark_verified(
+    info: BackupInfo, *, at: datetime, trial_restored: bool, key_file: Path | None = None
+) -> BackupInfo:
     """Record in the sidecar that `info` passed verification, and return the new record."""
     updated = replace(
         info, verified=True, verified_at=at, trial_restored=info.trial_restored or trial_restored
     )
-    write_info(updated)
+    write_info(updated, key_file=key_file)
     return updated
 
 
@@ -158,7 +225,9 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with tmp.open("w") as fh:
+        tmp.unlink(missing_ok=True)  # a leftover may have a wider mode
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=2, sort_keys=True)
             fh.write("\n")
             fh.flush()
@@ -254,7 +323,8 @@ def record_outcome(
 @contextmanager
 def _locked(backup_dir: Path) -> Iterator[None]:
     # The scheduler and a CLI run may finish at the same moment; serialise the counter update.
-    with (backup_dir / ".status.lock").open("a") as fh:
+    fd = os.open(backup_dir / ".status.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+    with os.fdopen(fd, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

@@ -42,9 +42,10 @@ from klaviyo_analytics.backup.tools import (
     tail,
     tool_env,
 )
-from klaviyo_analytics.db.embedded import EmbeddedPostgres
+from klaviyo_analytics.db.embedded import EmbeddedPostgres, private_socket_dir, write_auth_files
 from klaviyo_analytics.db.pool import describe_target
 from klaviyo_analytics.errors import DatabaseUnavailableError
+from klaviyo_analytics.private import private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ def enable_embedded_archiving(server: EmbeddedPostgres, wal_dir: Path) -> bool:
     The settings go into an include file of the data directory, so they survive later starts
     that know nothing of backups. archive_mode needs a restart, done here when it was off.
     """
-    wal_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(wal_dir)
     grant_server_access(wal_dir)
     conf = server.data_dir / ARCHIVE_CONF
     lines = [f"{k} = {v}\n" for k, v in archive_settings(wal_dir).items()]
@@ -172,7 +173,7 @@ def take_base_backup(
     stamp = started.strftime("%Y%m%dT%H%M%S%fZ")
     final = backup_dir / "base" / stamp
     partial = final.with_name(f".{stamp}.partial")
-    partial.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(partial.parent)
     try:
         run_tool(
             [
@@ -302,6 +303,9 @@ def recover_to(
         fh.write("# Point-in-time recovery, written by klaviyo-analytics.\n")
         fh.writelines(f"{k} = {v}\n" for k, v in settings.items())
     (target_dir / "recovery.signal").touch()
+    # The copied pg_hba.conf may say trust; the recovered server admits peers (and passwords
+    # over TCP when it listens on a port), like the embedded one.
+    write_auth_files(target_dir, server_user=None, tcp=port is not None)
     target_dir.chmod(0o700)
     grant_server_access(target_dir, recursive=True)
     grant_server_access(wal_dir)
@@ -393,9 +397,7 @@ def _socket_dir(data_dir: Path) -> Path:
         return data_dir
     digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
     folder = Path(tempfile.gettempdir()) / f"klaviyo-analytics-pitr-{digest}"
-    folder.mkdir(exist_ok=True)
-    folder.chmod(0o777)
-    return folder
+    return private_socket_dir(folder, server_user())
 
 
 def _conf_quote(value: str) -> str:

@@ -24,6 +24,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
 from klaviyo_analytics.backup.database import (
+    RESTORE_ROLE,
     admin_conninfo,
     close_database,
     create_database,
@@ -31,6 +32,7 @@ from klaviyo_analytics.backup.database import (
     drop_database,
     other_sessions,
     pg_restore_into,
+    restore_role,
 )
 from klaviyo_analytics.backup.errors import BackupError, RestoreRefusedError
 from klaviyo_analytics.backup.tools import PgTools, connect, find_tools, first_line, server_major
@@ -58,16 +60,19 @@ def restore_backup(
     new_db: str | None = None,
     force: bool = False,
     tools: PgTools | None = None,
+    key_file: Path | None = None,
 ) -> RestoreResult:
     """Restore backup `path` into database `new_db`, or over the database of `conninfo`.
 
     Raises BackupCorruptError (naming the file and the failed check) for a damaged backup;
     RestoreRefusedError when the target server is older than the backup's, when `new_db`
     already exists, or when the live database has sessions and `force` is not given;
-    BackupError when pg_restore fails (the live database is then untouched).
+    BackupError when pg_restore fails (the live database is then untouched), or when the
+    sidecar is not authentic under `key_file` (see `read_info`). The archive's statements run
+    as the restore role, no superuser, which owns the restored database.
     """
     started = time.monotonic()
-    report = verify_backup(path, tools=tools, record=False)
+    report = verify_backup(path, tools=tools, record=False, key_file=key_file)
     info = report.info
     target_major, target_version = server_major(conninfo)
     if info.server_major > target_major:
@@ -84,9 +89,10 @@ def restore_backup(
             raise RestoreRefusedError(
                 f"database {new_db} already exists; choose another name or drop it first"
             )
-        create_database(admin, new_db)
+        restorer = restore_role(admin)
+        create_database(admin, new_db, owner=RESTORE_ROLE)
         try:
-            pg_restore_into(path, conninfo=admin, dbname=new_db, tools=tools)
+            pg_restore_into(path, conninfo=admin, dbname=new_db, tools=tools, role=restorer)
         except BackupError:
             drop_database(admin, new_db)
             raise
@@ -97,9 +103,10 @@ def restore_backup(
         raise BackupError(f"no database named in the connection ({describe_target(conninfo)})")
     _refuse_busy(admin, live, force=force)
     scratch = f"{live[:40]}_restore_{uuid.uuid4().hex[:8]}"
-    create_database(admin, scratch)
+    restorer = restore_role(admin)
+    create_database(admin, scratch, owner=RESTORE_ROLE)
     try:
-        pg_restore_into(path, conninfo=admin, dbname=scratch, tools=tools)
+        pg_restore_into(path, conninfo=admin, dbname=scratch, tools=tools, role=restorer)
         _refuse_busy(admin, live, force=force)
         ended = close_database(admin, live) if force else 0
         _swap(admin, live=live, restored=scratch)

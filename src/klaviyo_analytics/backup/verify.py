@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from klaviyo_analytics.backup.database import (
+    RESTORE_ROLE,
     admin_conninfo,
     count_rows,
     create_database,
     drop_database,
     pg_restore_into,
+    restore_role,
 )
 from klaviyo_analytics.backup.errors import BackupCorruptError, BackupError
 from klaviyo_analytics.backup.metadata import BackupInfo, Clock, mark_verified, read_info, utc_now
@@ -64,18 +66,21 @@ def verify_backup(
     tools: PgTools | None = None,
     clock: Clock = utc_now,
     record: bool = True,
+    key_file: Path | None = None,
 ) -> VerifyReport:
     """Verify backup `path` and, with `record`, mark it verified in its sidecar.
 
     With `trial_conninfo` (any database of a server we may create databases on), restore the
     backup into a scratch database, compare every table's row count with the metadata, and drop
-    the scratch database again.
+    the scratch database again, as a role that is no superuser (see `pg_restore_into`).
+    `key_file` is the sidecar key to check the metadata with (by default the one of the backup
+    folder `path` lies in).
     Raises BackupCorruptError naming the file and the check that failed; BackupError when the
     file or its metadata is missing; ToolNotFoundError when no pg_restore can read the archive.
     """
     if not path.is_file():
         raise BackupError(f"backup file {path} does not exist")
-    info = read_info(path)
+    info = read_info(path, key_file=key_file)
     check_checksum(info)
     tools = tools or find_tools(min_major=info.tool_major, prefer_major=info.tool_major)
     listed = list_tables(info, tools)
@@ -83,7 +88,9 @@ def verify_backup(
     if trial_conninfo is not None:
         trial_counts = trial_restore(info, conninfo=trial_conninfo, tools=tools)
     if record:
-        info = mark_verified(info, at=clock(), trial_restored=trial_counts is not None)
+        info = mark_verified(
+            info, at=clock(), trial_restored=trial_counts is not None, key_file=key_file
+        )
     logger.info("verified %s (%d tables)", path, len(listed))
     return VerifyReport(
         info=info,
@@ -144,13 +151,14 @@ def trial_restore(info: BackupInfo, *, conninfo: str, tools: PgTools) -> dict[st
     """
     admin = admin_conninfo(conninfo)
     scratch = f"ka_verify_{uuid.uuid4().hex[:12]}"
-    create_database(admin, scratch)
+    restorer = restore_role(admin)
+    create_database(admin, scratch, owner=RESTORE_ROLE)
     try:
         try:
-            pg_restore_into(info.path, conninfo=admin, dbname=scratch, tools=tools)
+            pg_restore_into(info.path, conninfo=admin, dbname=scratch, tools=tools, role=restorer)
         except BackupError as exc:
             raise BackupCorruptError(f"backup {info.path} failed its trial restore: {exc}") from exc
-        with connect(with_dbname(admin, scratch)) as conn:
+        with connect(with_dbname(restorer, scratch)) as conn:
             counts = count_rows(conn)
     finally:
         drop_database(admin, scratch)

@@ -16,6 +16,7 @@ from klaviyo_analytics.backup.dump import create_backup
 from klaviyo_analytics.backup.errors import BackupError, RecoveryError
 from klaviyo_analytics.backup.metadata import (
     DUMP_SUFFIX,
+    KEY_FILE,
     KINDS,
     backup_stats,
     check_kind,
@@ -137,11 +138,12 @@ def verify_command(
     settings = load()
     with fail_cleanly():
         path = resolve_backup(settings, file)
+        key = settings.backup_path / KEY_FILE  # ours, wherever the file lies
         if test:
             with database_server(settings) as conninfo:
-                report = verify_backup(path, trial_conninfo=conninfo)
+                report = verify_backup(path, trial_conninfo=conninfo, key_file=key)
         else:
-            report = verify_backup(path)
+            report = verify_backup(path, key_file=key)
         extra = ", trial restore matched every row count" if report.trial_restored else ""
         console.print(
             f"backup {path} is good: checksum ok, {report.tables_listed} tables listed{extra}",
@@ -167,7 +169,13 @@ def restore_command(
     with fail_cleanly():
         path = resolve_backup(settings, file)
         with database_server(settings) as conninfo:
-            result = restore_backup(path, conninfo=conninfo, new_db=new_db, force=force)
+            result = restore_backup(
+                path,
+                conninfo=conninfo,
+                new_db=new_db,
+                force=force,
+                key_file=settings.backup_path / KEY_FILE,
+            )
         where = "over" if result.replaced_live else "into new"
         ended = f"; ended {result.sessions_ended} session(s)" if result.sessions_ended else ""
         console.print(

@@ -23,7 +23,8 @@ def load() -> Settings:
     try:
         settings = load_settings()
     except ConfigurationError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        # One line however long: scripts and log collectors read it whole.
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_CONFIG) from None
     configure_logging(settings.log_level)
     return settings

@@ -23,6 +23,7 @@ from rich.console import Console
 
 from klaviyo_analytics.api.auth import create_key, revoke_key
 from klaviyo_analytics.cli.common import fail_cleanly, load
+from klaviyo_analytics.cli.runtime import stop_on_sigterm
 from klaviyo_analytics.cli.sync import print_summary, run_sync
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.migrate import migrate
@@ -96,6 +97,7 @@ def demo_command(
     results: list[StreamResult] = []
     with (
         fail_cleanly(),
+        stop_on_sigterm(),
         database_server(settings) as conninfo,
         SandboxServer(store.config()) as sandbox,
     ):

@@ -9,6 +9,7 @@ import typer
 import uvicorn
 
 from klaviyo_analytics.cli.common import err_console, fail_cleanly, load
+from klaviyo_analytics.cli.runtime import stop_on_sigterm
 from klaviyo_analytics.db.migrate import migrate
 from klaviyo_analytics.wiring import check_reachable, database_server
 
@@ -17,12 +18,12 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
 ) -> None:
-    """Apply pending migrations, then serve the REST API (docs/api.md) until interrupted."""
+    """Apply pending migrations, then serve the REST API (docs/api.md) until Ctrl-C or SIGTERM."""
     # Imported here: the API pulls in the statistics stack, which other commands do not need.
     from klaviyo_analytics.api.app import create_app
 
     settings = load()
-    with fail_cleanly(), database_server(settings) as conninfo:
+    with fail_cleanly(), stop_on_sigterm(), database_server(settings) as conninfo:
         asyncio.run(check_reachable(settings, conninfo))
         asyncio.run(migrate(conninfo))
         err_console.print(

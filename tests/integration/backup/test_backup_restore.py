@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import subprocess
 import time
 import uuid
@@ -18,7 +18,13 @@ from klaviyo_analytics.backup.errors import (
     BackupWriteError,
     RestoreRefusedError,
 )
-from klaviyo_analytics.backup.metadata import backup_stats, latest_backup, list_backups, read_info
+from klaviyo_analytics.backup.metadata import (
+    backup_stats,
+    latest_backup,
+    list_backups,
+    read_info,
+    write_info,
+)
 from klaviyo_analytics.backup.restore import restore_backup
 from klaviyo_analytics.backup.verify import verify_backup
 from tests.fixtures.database import PgServer
@@ -101,9 +107,9 @@ def test_table_of_contents_must_name_every_table_of_the_metadata(
     seeded: str, tmp_path: Path
 ) -> None:
     result = create_backup(conninfo=seeded, backup_dir=tmp_path, kind="daily")
-    side = json.loads(result.info.sidecar.read_text())
-    side["row_counts"]["table_that_was_never_dumped"] = 1
-    result.info.sidecar.write_text(json.dumps(side))
+    # A sidecar signed with our key (an edited one is refused outright; see test_restore_safety).
+    counts = {**result.info.row_counts, "table_that_was_never_dumped": 1}
+    write_info(dataclasses.replace(result.info, row_counts=counts))
     with pytest.raises(BackupCorruptError, match="lacks table_that_was_never_dumped"):
         verify_backup(result.path)
 
@@ -143,9 +149,7 @@ def test_restore_over_idle_live_database_needs_no_force(seeded: str, tmp_path: P
 
 def test_backup_from_a_newer_server_major_is_refused(seeded: str, tmp_path: Path) -> None:
     result = create_backup(conninfo=seeded, backup_dir=tmp_path, kind="daily")
-    side = json.loads(result.info.sidecar.read_text())
-    side["server_major"], side["server_version"] = 99, "99.1"
-    result.info.sidecar.write_text(json.dumps(side))
+    write_info(dataclasses.replace(result.info, server_major=99, server_version="99.1"))
     with pytest.raises(RestoreRefusedError, match=r"made from PostgreSQL 99\.1.*older major"):
         restore_backup(result.path, conninfo=seeded, new_db="ka_never_created")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import time
 from datetime import datetime
 from pathlib import Path
@@ -46,6 +47,11 @@ def test_recovery_to_a_noted_time_keeps_earlier_writes_and_drops_later_ones(
             conn.execute("INSERT INTO marks VALUES ('B')")
         segment = pitr.switch_wal(server.conninfo())
         assert (pitr.wal_dir_of(backup_dir) / segment).is_file()
+        # The archive and the base backup hold every row: closed to other users.
+        for path in [pitr.wal_dir_of(backup_dir), *pitr.wal_dir_of(backup_dir).iterdir()]:
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+        for path in [base.path, *base.path.iterdir()]:
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
         assert names(app) == ["A", "B"]
 
     with pytest.raises(RecoveryError, match="no base backup"):
