@@ -197,6 +197,23 @@ class Settings(BaseSettings):
     cache_max_entries: int = Field(
         default=1000, ge=1, validation_alias=AliasChoices("CACHE_MAX_ENTRIES", "cache_max_entries")
     )
+    cache_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        validation_alias=AliasChoices("CACHE_MAX_BYTES", "cache_max_bytes"),
+    )
+    auth_failures_per_minute: int = Field(
+        default=30,
+        ge=1,
+        validation_alias=AliasChoices("AUTH_FAILURES_PER_MINUTE", "auth_failures_per_minute"),
+    )
+    metrics_require_key: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("METRICS_REQUIRE_KEY", "metrics_require_key"),
+    )
+    api_docs_enabled: bool = Field(
+        default=False, validation_alias=AliasChoices("API_DOCS_ENABLED", "api_docs_enabled")
+    )
     stale_after_minutes: int = Field(
         default=1440,
         ge=1,
