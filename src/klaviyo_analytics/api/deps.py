@@ -6,9 +6,11 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, Query, Request
@@ -56,6 +58,7 @@ HEAVY_WORKERS = 2
 FALLBACK_ANSWERS_PER_MINUTE = 10
 
 _audit = AuditRepository()
+T = TypeVar("T")
 
 
 @dataclass
@@ -72,6 +75,7 @@ class AppState:
     syncs: SyncManager | None
     clock: Callable[[], datetime]
     generation: int = 0
+    processes: ProcessPoolExecutor | None = None
     heavy: anyio.CapacityLimiter = field(
         default_factory=lambda: anyio.CapacityLimiter(HEAVY_WORKERS)
     )
@@ -96,6 +100,15 @@ class AppState:
         tz = await self.db.run(lambda c: store_timezone(c, override), readonly=True)
         self._timezone = (now + TIMEZONE_CACHE_S, tz)
         return tz
+
+    async def offload(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run CPU-heavy `fn` in the worker processes (threads without them), HEAVY_WORKERS at
+        once: a process keeps the GIL, and so the event loop, free while it computes."""
+        async with self.heavy:
+            if self.processes is None:
+                return await asyncio.to_thread(fn, *args, **kwargs)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.processes, partial(fn, *args, **kwargs))
 
     def data_changed(self) -> None:
         """Note that synced data changed: cached answers being computed must not be stored."""
