@@ -20,14 +20,15 @@ The default threshold, 3.5, is Iglewicz & Hoaglin's for modified z-scores.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Literal
 
+import anyio
+import anyio.to_thread
 import numpy as np
 from statsmodels.tsa.seasonal import STL
 
@@ -122,7 +123,7 @@ async def detect_anomalies(
     measure: Literal["count", "sum"] = "count",
     threshold: float = 3.5,
     store: bool = True,
-    run: Callable[..., Awaitable[Any]] | None = None,
+    limiter: anyio.CapacityLimiter | None = None,
 ) -> list[Anomaly]:
     """Return the anomalous days of a metric's daily count or sum over [start, end), oldest first.
 
@@ -130,8 +131,8 @@ async def detect_anomalies(
     upserts, and days no longer flagged are removed); the caller commits.
     Raises InvalidParameterError for a threshold <= 0, an unknown measure or what metric_series
     refuses; UnknownMetricError for an unknown metric; SeriesTooShortError for fewer than 14 days
-    (STL needs two full weeks). The scoring runs through `run(score_days, values, threshold)`
-    when given (the API's worker processes), else in a worker thread.
+    (STL needs two full weeks). The scoring runs in a worker thread (at most `limiter`'s
+    number at once, when given).
     """
     if not threshold > 0:
         raise InvalidParameterError(f"threshold must be positive, not {threshold}")
@@ -145,10 +146,9 @@ async def detect_anomalies(
             f"{metric_id} has {len(series.points)} days in the range; anomaly detection needs "
             f"at least {2 * PERIOD} (two full weeks)"
         )
-    if run is not None:
-        expected, scores = await run(score_days, series.values, threshold)
-    else:
-        expected, scores = await asyncio.to_thread(score_days, series.values, threshold)
+    expected, scores = await anyio.to_thread.run_sync(
+        score_days, series.values, threshold, limiter=limiter
+    )
     found: list[Anomaly] = []
     for i, point in enumerate(series.points):
         score = float(scores[i])

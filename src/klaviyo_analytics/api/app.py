@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from klaviyo_analytics import resources
 from klaviyo_analytics.api.auth import Authenticator, TokenBucket
 from klaviyo_analytics.api.cache import Cache, MemoryCache, RedisCache, groups_for_stream
-from klaviyo_analytics.api.deps import HEAVY_WORKERS, AppState
+from klaviyo_analytics.api.deps import AppState
 from klaviyo_analytics.api.errors import install_error_handlers
 from klaviyo_analytics.api.routes import account, admin, analytics, dashboard, ops, sync
 from klaviyo_analytics.api.syncs import SyncManager
@@ -147,12 +145,6 @@ def create_app(
                 syncs=None,
                 clock=clock,
             )
-            # Heavy analytics run in worker processes (forkserver: no copy of this process's
-            # threads and sockets), so a fit holding the GIL cannot stall the event loop.
-            state.processes = ProcessPoolExecutor(
-                HEAVY_WORKERS, mp_context=multiprocessing.get_context("forkserver")
-            )
-            stack.callback(state.processes.shutdown, wait=False, cancel_futures=True)
             if client is not None:
                 pending: set[asyncio.Task[int]] = set()
 

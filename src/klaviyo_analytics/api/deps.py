@@ -6,11 +6,9 @@ import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import partial
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import anyio
 from fastapi import Depends, Query, Request
@@ -58,7 +56,6 @@ HEAVY_WORKERS = 2
 FALLBACK_ANSWERS_PER_MINUTE = 10
 
 _audit = AuditRepository()
-T = TypeVar("T")
 
 
 @dataclass
@@ -75,7 +72,6 @@ class AppState:
     syncs: SyncManager | None
     clock: Callable[[], datetime]
     generation: int = 0
-    processes: ProcessPoolExecutor | None = None
     heavy: anyio.CapacityLimiter = field(
         default_factory=lambda: anyio.CapacityLimiter(HEAVY_WORKERS)
     )
@@ -100,15 +96,6 @@ class AppState:
         tz = await self.db.run(lambda c: store_timezone(c, override), readonly=True)
         self._timezone = (now + TIMEZONE_CACHE_S, tz)
         return tz
-
-    async def offload(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run CPU-heavy `fn` in the worker processes (threads without them), HEAVY_WORKERS at
-        once: a process keeps the GIL, and so the event loop, free while it computes."""
-        async with self.heavy:
-            if self.processes is None:
-                return await asyncio.to_thread(fn, *args, **kwargs)
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.processes, partial(fn, *args, **kwargs))
 
     def data_changed(self) -> None:
         """Note that synced data changed: cached answers being computed must not be stored."""

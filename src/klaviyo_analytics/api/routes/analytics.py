@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
@@ -217,7 +219,9 @@ async def decomposition(
             readonly=True,
         )
         _check_decomposition(len(s.points), period)
-        d = await state.offload(timeseries.decompose, s, period=period)
+        d = await anyio.to_thread.run_sync(
+            lambda: timeseries.decompose(s, period=period), limiter=state.heavy
+        )
         return DecompositionResponse(
             source="database",
             metric_id=metric_id,
@@ -370,7 +374,7 @@ async def anomalies_of(
                 measure=measure,
                 threshold=threshold,
                 store=False,
-                run=state.offload,
+                limiter=state.heavy,
             ),
             readonly=True,
         )
@@ -466,13 +470,11 @@ async def _fit(
         ),
         readonly=True,
     )
-    return await state.offload(
-        forecast.fit_history,
-        history,
-        horizon_days=horizon,
-        level=level,
-        model=model,
-        history_days=history_days,
+    return await anyio.to_thread.run_sync(
+        lambda: forecast.fit_history(
+            history, horizon_days=horizon, level=level, model=model, history_days=history_days
+        ),
+        limiter=state.heavy,
     )
 
 
