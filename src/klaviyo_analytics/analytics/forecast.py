@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any, Literal
 
@@ -83,7 +83,7 @@ class ValuesForecast:
 
 @dataclass(frozen=True)
 class Forecast:
-    """A stored forecast of a metric's daily measure."""
+    """A forecast of a metric's daily measure; `model_id` once it is stored, else None."""
 
     metric_id: str
     measure: str
@@ -91,7 +91,7 @@ class Forecast:
     level: float
     points: list[ForecastPoint]
     backtest: list[ModelScore]
-    model_id: int
+    model_id: int | None
     train_start: date
     train_end: date
     parameters: dict[str, Any]
@@ -190,29 +190,18 @@ def forecast_values(y: Array, *, horizon: int, level: float, model: str = "auto"
     raise ModelUnavailableError("no forecasting model could be fitted to this series")
 
 
-async def forecast_metric(
-    conn: Conn,
-    metric_id: str,
-    *,
-    tz: str,
-    measure: Literal["count", "sum"] = "count",
-    horizon_days: int = 30,
-    level: float = 0.95,
-    model: Literal["auto", "seasonal_naive", "ets", "arima"] = "auto",
-    history_days: int = 365,
-    today: date | None = None,
-) -> Forecast:
-    """Forecast a metric's daily count or sum from `today` (the store's date) for `horizon_days`.
+@dataclass(frozen=True)
+class History:
+    """The daily history a forecast is fitted on: `y` from the first non-zero day on."""
 
-    History is the `history_days` complete days before today, from the metric's first non-zero
-    day on (leading zeros are before the metric existed, not a quiet season). Counts are
-    clipped at 0; sums are not (refunds are legal). The fit runs in a worker thread. The model,
-    predictions and backtest scores are written with `conn` (the caller commits).
-    Raises InvalidParameterError for bad options, UnknownMetricError for an unknown metric,
-    SeriesTooShortError for less than 4 weeks of history, ModelUnavailableError when an
-    explicitly requested model cannot be fitted to this series.
-    """
-    check_options(horizon_days, level, model)
+    metric_id: str
+    measure: str
+    day: date
+    train_start: date
+    y: Array
+
+
+def _check_request(measure: str, history_days: int) -> None:
     if measure not in ("count", "sum"):
         raise InvalidParameterError(f"measure must be count or sum, not {measure!r}")
     if not MIN_HISTORY_DAYS <= history_days <= MAX_HISTORY_DAYS:
@@ -220,6 +209,24 @@ async def forecast_metric(
             f"history_days must be between {MIN_HISTORY_DAYS} and {MAX_HISTORY_DAYS}, "
             f"not {history_days}"
         )
+
+
+async def read_history(
+    conn: Conn,
+    metric_id: str,
+    *,
+    tz: str,
+    measure: Literal["count", "sum"] = "count",
+    history_days: int = 365,
+    today: date | None = None,
+) -> History:
+    """Read the `history_days` complete days before `today` (the store's date) of a metric.
+
+    History starts at the metric's first non-zero day (leading zeros are before the metric
+    existed, not a quiet season). Raises InvalidParameterError for bad options,
+    UnknownMetricError for an unknown metric, SeriesTooShortError for less than 4 weeks.
+    """
+    _check_request(measure, history_days)
     day = today if today is not None else periods.local_today(tz)
     start, end = periods.DateRange(
         day - timedelta(days=history_days), day - timedelta(days=1)
@@ -233,47 +240,90 @@ async def forecast_metric(
             f"{metric_id} ({measure}) has {len(y)} days of history before {day}; "
             f"forecasting needs at least {MIN_HISTORY_DAYS} (4 weeks)"
         )
-    result = await asyncio.to_thread(
-        forecast_values, y, horizon=horizon_days, level=level, model=model
-    )
+    return History(metric_id, measure, day, series.points[first].at.date(), y)
+
+
+def requested_options(model: str, history_days: int) -> dict[str, Any]:
+    """Return what a forecast was asked for, stored with it so later reads can find it."""
+    return {"model": model, "history_days": history_days}
+
+
+def fit_history(
+    history: History,
+    *,
+    horizon_days: int = 30,
+    level: float = 0.95,
+    model: Literal["auto", "seasonal_naive", "ets", "arima"] = "auto",
+    history_days: int = 365,
+) -> Forecast:
+    """Fit and forecast `history` (CPU-bound: run it in a worker thread); nothing is stored.
+
+    Counts are clipped at 0; sums are not (refunds are legal). The result's model_id is None.
+    Raises InvalidParameterError for bad options, ModelUnavailableError when an explicitly
+    requested model cannot be fitted to this series.
+    """
+    check_options(horizon_days, level, model)
+    result = forecast_values(history.y, horizon=horizon_days, level=level, model=model)
     logger.info(
         "forecast %s %s: %s chosen from %d candidates in %.2fs",
-        metric_id,
-        measure,
+        history.metric_id,
+        history.measure,
         result.model_name,
         len(result.backtest),
         result.seconds,
     )
     p = result.prediction
-    floor = 0.0 if measure == "count" else -np.inf
+    floor = 0.0 if history.measure == "count" else -np.inf
     points = [
         ForecastPoint(
-            day + timedelta(days=i),
+            history.day + timedelta(days=i),
             float(max(p.mean[i], floor)),
             float(max(p.lower[i], floor)),
             float(max(p.upper[i], floor)),
         )
         for i in range(horizon_days)
     ]
-    train_start = series.points[first].at.date()
-    train_end = day - timedelta(days=1)
+    parameters = {
+        **p.parameters,
+        "history_days": len(history.y),
+        "fit_seconds": round(result.seconds, 3),
+        "requested": requested_options(model, history_days),
+    }
+    return Forecast(
+        metric_id=history.metric_id,
+        measure=history.measure,
+        model_name=result.model_name,
+        level=level,
+        points=points,
+        backtest=result.backtest,
+        model_id=None,
+        train_start=history.train_start,
+        train_end=history.day - timedelta(days=1),
+        parameters=parameters,
+    )
+
+
+async def store_forecast(conn: Conn, fitted: Forecast) -> Forecast:
+    """Write a fitted forecast's model, predictions and scores with `conn` (the caller commits).
+
+    Return it with its new model_id.
+    """
     repo = ForecastRepository()
-    key = series_key(metric_id, measure)
-    parameters = {**p.parameters, "history_days": len(y), "fit_seconds": round(result.seconds, 3)}
+    key = series_key(fitted.metric_id, fitted.measure)
     model_id = await repo.save_model(
         conn,
         series_key=key,
-        model_name=result.model_name,
-        parameters=parameters,
-        train_start=train_start,
-        train_end=train_end,
-        horizon_days=horizon_days,
+        model_name=fitted.model_name,
+        parameters=fitted.parameters,
+        train_start=fitted.train_start,
+        train_end=fitted.train_end,
+        horizon_days=len(fitted.points),
     )
     await repo.save_predictions(
         conn,
         model_id,
-        [PredictionRow(pt.date, pt.predicted, pt.lower, pt.upper) for pt in points],
-        level=level,
+        [PredictionRow(pt.date, pt.predicted, pt.lower, pt.upper) for pt in fitted.points],
+        level=fitted.level,
     )
     await repo.save_scores(
         conn,
@@ -281,21 +331,82 @@ async def forecast_metric(
         key,
         [
             ScoreRow(s.model_name, s.folds, s.mape, s.rmse, s.mae, s.coverage)
-            for s in result.backtest
+            for s in fitted.backtest
         ],
     )
+    return replace(fitted, model_id=model_id)
+
+
+async def stored_forecast(
+    conn: Conn,
+    metric_id: str,
+    *,
+    measure: Literal["count", "sum"],
+    horizon_days: int,
+    level: float,
+    model: str,
+    history_days: int,
+    today: date,
+) -> Forecast | None:
+    """Return the stored forecast fitted today for these options (read-only), if any."""
+    found = await ForecastRepository().find_stored(
+        conn,
+        series_key=series_key(metric_id, measure),
+        train_end=today - timedelta(days=1),
+        requested=requested_options(model, history_days),
+        horizon_days=horizon_days,
+        level=level,
+    )
+    if found is None:
+        return None
     return Forecast(
         metric_id=metric_id,
         measure=measure,
-        model_name=result.model_name,
+        model_name=found.model_name,
         level=level,
-        points=points,
-        backtest=result.backtest,
-        model_id=model_id,
-        train_start=train_start,
-        train_end=train_end,
-        parameters=parameters,
+        points=[ForecastPoint(r.date, r.predicted, r.lower, r.upper) for r in found.predictions],
+        backtest=[
+            ModelScore(s.model_name, s.mape, s.rmse, s.mae, s.coverage, s.folds)
+            for s in found.scores
+        ],
+        model_id=found.model_id,
+        train_start=found.train_start,
+        train_end=found.train_end,
+        parameters=found.parameters,
     )
+
+
+async def forecast_metric(
+    conn: Conn,
+    metric_id: str,
+    *,
+    tz: str,
+    measure: Literal["count", "sum"] = "count",
+    horizon_days: int = 30,
+    level: float = 0.95,
+    model: Literal["auto", "seasonal_naive", "ets", "arima"] = "auto",
+    history_days: int = 365,
+    today: date | None = None,
+) -> Forecast:
+    """Forecast a metric's daily count or sum from `today` (the store's date) and store it.
+
+    Reads the history (read_history), fits it in a worker thread (fit_history) and writes the
+    model, predictions and backtest scores with `conn` (the caller commits).
+    Raises what read_history and fit_history raise.
+    """
+    check_options(horizon_days, level, model)
+    history = await read_history(
+        conn, metric_id, tz=tz, measure=measure, history_days=history_days, today=today
+    )
+    fitted = await asyncio.to_thread(
+        fit_history,
+        history,
+        horizon_days=horizon_days,
+        level=level,
+        model=model,
+        history_days=history_days,
+    )
+    return await store_forecast(conn, fitted)
 
 
 def series_key(metric_id: str, measure: str) -> str:

@@ -115,7 +115,10 @@ def create_app(
                 if settings.redis_url is not None:
                     backend = RedisCache.from_url(settings.redis_url.get_secret_value())
                 else:
-                    backend = MemoryCache(max_entries=settings.cache_max_entries)
+                    backend = MemoryCache(
+                        max_entries=settings.cache_max_entries,
+                        max_bytes=settings.cache_max_bytes,
+                    )
                 stack.push_async_callback(backend.aclose)
 
             client = klaviyo
@@ -131,6 +134,7 @@ def create_app(
                 metrics=metrics,
                 auth=auth,
                 limiter=TokenBucket(settings.api_rate_limit_per_minute),
+                auth_failures=TokenBucket(settings.auth_failures_per_minute),
                 klaviyo=client,
                 syncs=None,
                 clock=clock,
@@ -178,6 +182,12 @@ def create_app(
             "key (`Authorization: Bearer <key>` or `X-API-Key`); see docs/api.md."
         ),
         lifespan=lifespan,
+        # Swagger UI and ReDoc load their scripts from a CDN; the server promises that nothing
+        # leaves the machine, so they are off unless API_DOCS_ENABLED asks for them.
+        docs_url="/docs" if settings.api_docs_enabled else None,
+        redoc_url="/redoc" if settings.api_docs_enabled else None,
+        # Starlette's trailing-slash redirect builds an absolute URL from the Host header.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=lambda: metrics_ref[0])

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 import psycopg
@@ -29,6 +29,9 @@ TOKEN_PREFIX = "ka_"  # noqa: S105 (a label, not a secret)
 SHOWN_PREFIX_CHARS = 10
 # How long a verified key is trusted without asking the database again.
 AUTH_CACHE_S = 10.0
+# How long an unknown token is remembered as unknown, and how many such tokens are remembered.
+NEGATIVE_CACHE_S = 30.0
+NEGATIVE_CACHE_ENTRIES = 10_000
 TOUCH_EVERY_S = 60.0
 
 _keys = ApiKeyRepository()
@@ -74,11 +77,15 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
-async def create_key(conn: Conn, *, name: str, role: str, actor: str = "cli") -> NewKey:
+async def create_key(
+    conn: Conn, *, name: str, role: str, actor: str = "cli", actor_key_id: int | None = None
+) -> NewKey:
     """Create a key with this name and role and record it in the audit log.
 
+    `actor` names who acts and `actor_key_id` the API key they act with (None from the CLI).
     Raises InvalidKeyError for a role other than reader or admin, or a name that is empty,
-    longer than 200 characters or holds control characters.
+    longer than 200 characters or holds control characters; DuplicateKeyNameError when an
+    active key of the role has the name already.
     """
     if role not in ROLES:
         raise InvalidKeyError(f"unknown role {role!r}; choose one of: {', '.join(ROLES)}")
@@ -95,42 +102,69 @@ async def create_key(conn: Conn, *, name: str, role: str, actor: str = "cli") ->
     await _audit.record(
         conn,
         actor=actor,
+        key_id=actor_key_id,
         action="apikey.create",
         details={"id": key.id, "name": key.name, "role": role},
     )
     return NewKey(key, token)
 
 
-async def revoke_key(conn: Conn, key_id: int, *, actor: str = "cli") -> ApiKey | None:
-    """Revoke a key and record it in the audit log; return it, or None when unknown."""
+async def revoke_key(
+    conn: Conn, key_id: int, *, actor: str = "cli", actor_key_id: int | None = None
+) -> ApiKey | None:
+    """Revoke a key and record it (with the acting key's id) in the audit log.
+
+    Return it, or None when unknown.
+    """
     key = await _keys.revoke(conn, key_id)
     if key is not None:
         await _audit.record(
-            conn, actor=actor, action="apikey.revoke", details={"id": key.id, "name": key.name}
+            conn,
+            actor=actor,
+            key_id=actor_key_id,
+            action="apikey.revoke",
+            details={"id": key.id, "name": key.name},
         )
     return key
 
 
 @dataclass
 class TokenBucket:
-    """Per-key token buckets: `rate_per_minute` requests a minute, bursts up to the same number."""
+    """Token buckets per key (an API key id, a client address): `rate_per_minute` a minute,
+    bursts up to the same number. At most `max_keys` buckets are kept (full ones go first)."""
 
     rate_per_minute: int
     clock: Callable[[], float] = time.monotonic
-    _buckets: dict[int, tuple[float, float]] = field(default_factory=dict)
+    max_keys: int = 100_000
+    _buckets: dict[Hashable, tuple[float, float]] = field(default_factory=dict)
 
-    def take(self, key_id: int) -> float:
-        """Spend one token of this key; return 0 when allowed, else seconds until one is free."""
+    def _tokens(self, key: Hashable, now: float) -> float:
         capacity = float(self.rate_per_minute)
-        per_s = self.rate_per_minute / 60.0
+        tokens, last = self._buckets.get(key, (capacity, now))
+        return min(capacity, tokens + (now - last) * self.rate_per_minute / 60.0)
+
+    def wait_s(self, key: Hashable) -> float:
+        """Return 0 when `key` has a token left, else seconds until it has one (spends none)."""
+        tokens = self._tokens(key, self.clock())
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / (self.rate_per_minute / 60.0)
+
+    def take(self, key: Hashable) -> float:
+        """Spend one token of this key; return 0 when allowed, else seconds until one is free."""
         now = self.clock()
-        tokens, last = self._buckets.get(key_id, (capacity, now))
-        tokens = min(capacity, tokens + (now - last) * per_s)
+        tokens = self._tokens(key, now)
+        if len(self._buckets) >= self.max_keys and key not in self._buckets:
+            self._forget_full(now)
         if tokens >= 1.0:
-            self._buckets[key_id] = (tokens - 1.0, now)
+            self._buckets[key] = (tokens - 1.0, now)
             return 0.0
-        self._buckets[key_id] = (tokens, now)
-        return (1.0 - tokens) / per_s
+        self._buckets[key] = (tokens, now)
+        return (1.0 - tokens) / (self.rate_per_minute / 60.0)
+
+    def _forget_full(self, now: float) -> None:
+        """Drop the buckets that have refilled (they hold no information); else all of them."""
+        full = [k for k in self._buckets if self._tokens(k, now) >= self.rate_per_minute]
+        for k in full or list(self._buckets):
+            del self._buckets[k]
 
 
 class Authenticator:
@@ -140,7 +174,9 @@ class Authenticator:
         """Check keys against `db`."""
         self.db = db
         self.clock = clock
-        self._known: dict[str, tuple[float, Principal | None]] = {}
+        self._known: dict[str, tuple[float, Principal]] = {}
+        self._unknown: dict[str, float] = {}
+        self.lookups = 0
         self._touched: dict[int, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -148,12 +184,22 @@ class Authenticator:
         """Return who holds `token`, or None when it is unknown or revoked."""
         digest = hash_token(token)
         now = self.clock()
+        if self._unknown.get(digest, now) > now:
+            return None
         cached = self._known.get(digest)
+        found: Principal | None
         if cached is not None and cached[0] > now:
             found = cached[1]
         else:
+            self.lookups += 1
             key = await self.db.run(lambda c: _keys.find_active(c, digest))
             found = Principal(key.id, key.name, key.role) if key else None
+            if found is None:
+                # Unknown tokens live apart, so a flood of them cannot push out the known keys.
+                if len(self._unknown) >= NEGATIVE_CACHE_ENTRIES:
+                    self._unknown.clear()
+                self._unknown[digest] = now + NEGATIVE_CACHE_S
+                return None
             if len(self._known) > 10_000:
                 self._known.clear()
             self._known[digest] = (now + AUTH_CACHE_S, found)
@@ -168,8 +214,9 @@ class Authenticator:
         return found
 
     def forget(self) -> None:
-        """Drop the memory of verified keys (after a revocation)."""
+        """Drop the memory of verified and unknown keys (after a revocation or a new key)."""
         self._known.clear()
+        self._unknown.clear()
 
     async def aclose(self) -> None:
         """Wait for pending last-used updates."""

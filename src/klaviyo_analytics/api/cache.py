@@ -74,29 +74,49 @@ class Cache(Protocol):
         ...
 
 
+# What one entry costs beyond its body: the key string, the tuple and the dict slot (measured
+# with sys.getsizeof on CPython 3.11, rounded up).
+ENTRY_OVERHEAD_BYTES = 300
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+
+
 class MemoryCache:
-    """A per-process cache: entries expire after their TTL; the least recently used go first."""
+    """A per-process cache: entries expire after their TTL; the least recently used go first.
+
+    It holds at most `max_entries` bodies and at most `max_bytes` bytes (bodies plus a fixed
+    per-entry overhead); a body larger than a quarter of `max_bytes` is not stored at all.
+    """
 
     name = "memory"
 
     def __init__(
-        self, *, max_entries: int = 1000, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        max_entries: int = 1000,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Hold at most `max_entries` bodies."""
+        """Hold at most `max_entries` bodies and `max_bytes` bytes."""
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self.clock = clock
         self.stats = CacheStats()
+        self.bytes = 0
         self._data: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def _drop(self, key: str) -> None:
+        _, body = self._data.pop(key)
+        self.bytes -= len(body) + ENTRY_OVERHEAD_BYTES
 
     async def get(self, key: str) -> bytes | None:
         """Return the stored body, or None when absent or expired."""
         found = self._data.get(key)
         if found is None or found[0] <= self.clock():
             if found is not None:
-                del self._data[key]
+                self._drop(key)
             self.stats.misses += 1
             return None
         self._data.move_to_end(key)
@@ -104,20 +124,22 @@ class MemoryCache:
         return found[1]
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
-        """Store a body for `ttl_s` seconds, evicting the least recently used beyond the cap."""
-        if ttl_s <= 0:
+        """Store a body for `ttl_s` seconds, evicting the least recently used beyond the caps."""
+        if ttl_s <= 0 or len(value) + ENTRY_OVERHEAD_BYTES > self.max_bytes // 4:
             return
+        if key in self._data:
+            self._drop(key)
         self._data[key] = (self.clock() + ttl_s, value)
-        self._data.move_to_end(key)
-        while len(self._data) > self.max_entries:
-            self._data.popitem(last=False)
+        self.bytes += len(value) + ENTRY_OVERHEAD_BYTES
+        while len(self._data) > self.max_entries or self.bytes > self.max_bytes:
+            self._drop(next(iter(self._data)))
 
     def invalidate_now(self, groups: Iterable[str]) -> int:
         """Drop every entry of these groups at once (no await needed)."""
         prefixes = tuple(f"{g}:" for g in groups)
         doomed = [key for key in self._data if key.startswith(prefixes)]
         for key in doomed:
-            del self._data[key]
+            self._drop(key)
         self.stats.invalidations += 1
         return len(doomed)
 
@@ -129,6 +151,7 @@ class MemoryCache:
         """Drop every entry; return how many were dropped."""
         dropped = len(self._data)
         self._data.clear()
+        self.bytes = 0
         self.stats.invalidations += 1
         return dropped
 

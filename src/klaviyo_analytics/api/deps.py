@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -9,8 +10,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Query, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from klaviyo_analytics.analytics.errors import InvalidRangeError
@@ -35,10 +39,21 @@ from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.pool import Database
 from klaviyo_analytics.db.repos.api_keys import AuditRepository
 from klaviyo_analytics.klaviyo import KlaviyoClient
+from klaviyo_analytics.monitoring.health import Readiness
 from klaviyo_analytics.monitoring.metrics import ApiMetrics
 
 TIMEZONE_CACHE_S = 60.0
 DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# The dates a request may name. Every range's previous range and its bounds in any zone stay
+# far inside what Python and PostgreSQL represent (year 1 and 9999 overflow in arithmetic).
+EARLIEST_DATE = date(1970, 1, 1)
+LATEST_DATE = date(2199, 12, 31)
+# Failed authentications allowed per client address per minute before 429.
+AUTH_FAILURES_PER_MINUTE = 30
+# How many CPU-heavy analyses (STL, anomaly scans, forecast fits) run at once, in worker threads.
+HEAVY_WORKERS = 2
+# Klaviyo answers a minute the server gives readers before a stream's first sync (shared).
+FALLBACK_ANSWERS_PER_MINUTE = 10
 
 _audit = AuditRepository()
 
@@ -57,6 +72,19 @@ class AppState:
     syncs: SyncManager | None
     clock: Callable[[], datetime]
     generation: int = 0
+    heavy: anyio.CapacityLimiter = field(
+        default_factory=lambda: anyio.CapacityLimiter(HEAVY_WORKERS)
+    )
+    fallback_budget: TokenBucket = field(
+        default_factory=lambda: TokenBucket(FALLBACK_ANSWERS_PER_MINUTE)
+    )
+    fallback_syncs: set[str] = field(default_factory=set)
+    readiness: tuple[float, Readiness] | None = None
+    readiness_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    readiness_checks: int = 0
+    auth_failures: TokenBucket = field(
+        default_factory=lambda: TokenBucket(AUTH_FAILURES_PER_MINUTE)
+    )
     _timezone: tuple[float, str] | None = field(default=None, repr=False)
 
     async def timezone(self) -> str:
@@ -75,6 +103,36 @@ class AppState:
         self._timezone = None
 
 
+def _query_names(dependant: Dependant) -> frozenset[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return frozenset(names)
+
+
+_known_query: dict[int, frozenset[str]] = {}
+
+
+async def known_query(request: Request) -> None:
+    """Refuse query parameters the route does not declare (they would only split the cache).
+
+    Raises InvalidQueryError (422) naming the first unknown parameter and the accepted ones.
+    """
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    allowed = _known_query.get(id(route))
+    if allowed is None:
+        allowed = _known_query[id(route)] = _query_names(route.dependant)
+    for name in request.query_params:
+        if name not in allowed:
+            accepted = ", ".join(sorted(allowed)) or "none"
+            raise InvalidQueryError(name, f"unknown parameter; this route accepts: {accepted}")
+
+
+KnownQuery = Depends(known_query)
+
+
 def app_state(request: Request) -> AppState:
     """Return the app's resources (set by the lifespan)."""
     state: AppState = request.app.state.resources
@@ -85,6 +143,8 @@ State = Annotated[AppState, Depends(app_state)]
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key")
+bearer_header = _bearer
+api_key_header = _header
 
 
 async def caller(
@@ -98,16 +158,28 @@ async def caller(
     Raises AuthenticationRequiredError (401) without a valid key, RateLimitedError (429) when
     the key has spent its budget.
     """
-    token = bearer.credentials if bearer is not None else header
-    if not token:
-        raise AuthenticationRequiredError(
-            "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+    address = request.client.host if request.client is not None else "unknown"
+    wait_s = state.auth_failures.wait_s(address)
+    if wait_s > 0:
+        raise RateLimitedError(
+            f"too many failed authentications from this address (at most "
+            f"{state.auth_failures.rate_per_minute} a minute)",
+            retry_after_s=wait_s,
         )
-    if len(token) > 512:
-        raise AuthenticationRequiredError("the API key is not valid")
-    principal = await state.auth.principal(token)
+    token = bearer.credentials if bearer is not None else header
+    problem: str | None = None
+    principal: Principal | None = None
+    if not token:
+        problem = "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+    elif len(token) > 512:
+        problem = "the API key is not valid"
+    else:
+        principal = await state.auth.principal(token)
+        if principal is None:
+            problem = "the API key is unknown or revoked"
     if principal is None:
-        raise AuthenticationRequiredError("the API key is unknown or revoked")
+        state.auth_failures.take(address)
+        raise AuthenticationRequiredError(problem or "the API key is not valid")
     wait_s = state.limiter.take(principal.key_id)
     if wait_s > 0:
         raise RateLimitedError(
@@ -160,9 +232,14 @@ def _parse_date(name: str, value: str | None) -> date | None:
     if not DATE_PATTERN.match(value):
         raise InvalidQueryError(name, f"{value!r} is not a date in the form YYYY-MM-DD")
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError as exc:
         raise InvalidQueryError(name, f"{value!r} is not a valid date: {exc}") from None
+    if not EARLIEST_DATE <= day <= LATEST_DATE:
+        raise InvalidQueryError(
+            name, f"{value} is outside the supported dates {EARLIEST_DATE} to {LATEST_DATE}"
+        )
+    return day
 
 
 async def date_range(

@@ -1,8 +1,10 @@
-"""Answers from the Klaviyo API for data the database does not hold yet.
+"""Answers from the Klaviyo API for data the database does not hold yet, strictly bounded.
 
-When a request finds nothing synced for it and a Klaviyo key is configured, the route answers
-from Klaviyo (source "klaviyo") and starts a background sync of everything, so the next
-request is served from the database.
+Only while a stream has never completed a sync may a reader's GET answer from Klaviyo (source
+"klaviyo"), at most FALLBACK_ANSWERS_PER_MINUTE such answers a minute per server, and start
+one background sync of that stream (once per server process). After the stream's first
+successful sync, GETs answer from the database only: an empty range is zeros, labelled by
+`coverage`. Later syncs are an admin's POST /api/sync/... or the scheduler's.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from klaviyo_analytics.analytics import metric_names as names
@@ -17,7 +20,6 @@ from klaviyo_analytics.analytics.kpis import CENT, ZERO, Change, Overview, chang
 from klaviyo_analytics.analytics.periods import DateRange
 from klaviyo_analytics.api.deps import AppState
 from klaviyo_analytics.api.errors import ConflictError
-from klaviyo_analytics.api.syncs import ALL
 from klaviyo_analytics.db.pool import Conn
 from klaviyo_analytics.db.repos import operations as ops
 from klaviyo_analytics.klaviyo import KlaviyoClient, Metric
@@ -25,15 +27,36 @@ from klaviyo_analytics.klaviyo import KlaviyoClient, Metric
 logger = logging.getLogger(__name__)
 
 
-def sync_soon(state: AppState) -> bool:
-    """Start a background sync of all streams unless one is running; say whether it started."""
-    if state.syncs is None or state.syncs.busy(ALL):
+Coverage = Literal["data", "empty", "before_history", "after_history", "no_data"]
+
+
+async def may_ask_klaviyo(state: AppState, stream: str) -> bool:
+    """Say whether a GET may answer from Klaviyo for `stream`, spending one fallback token.
+
+    Only when a Klaviyo key is configured, the stream never completed a sync, and the
+    server's fallback budget has a token left.
+    """
+    if state.klaviyo is None:
+        return False
+    synced = await state.db.run(lambda c: ops.last_success(c, stream), readonly=True)
+    if synced is not None:
+        return False
+    return state.fallback_budget.take("klaviyo") == 0
+
+
+def sync_once(state: AppState, stream: str) -> bool:
+    """Start the one background sync a GET may cause for `stream`; say whether it started.
+
+    Each stream gets at most one such sync per server process, and none while it is syncing.
+    """
+    if state.syncs is None or stream in state.fallback_syncs or state.syncs.busy(stream):
         return False
     try:
-        state.syncs.start_in_background(ALL)
+        state.syncs.start_in_background(stream)
     except ConflictError:
         return False
-    logger.info("the database lacks requested data: started a background sync of all streams")
+    state.fallback_syncs.add(stream)
+    logger.info("%s was never synced: started its first background sync", stream)
     return True
 
 
@@ -126,14 +149,17 @@ async def klaviyo_overview(
     )
 
 
-async def database_covers(conn: Conn, lo: datetime, hi: datetime) -> bool:
-    """Say whether the database can answer for [lo, hi).
-
-    It can when it holds an event in the range, or when its event history starts before the
-    range and a successful events sync ran after the range ended (the range is truly empty).
-    """
+async def coverage(conn: Conn, lo: datetime, hi: datetime) -> Coverage:
+    """Say what the database holds for [lo, hi): events, an empty stretch of the synced
+    history, a range before the oldest event or after what was synced, or no events at all."""
     if await ops.has_events_between(conn, lo, hi):
-        return True
+        return "data"
     oldest = await ops.oldest_event(conn)
+    if oldest is None:
+        return "no_data"
+    if hi <= oldest:
+        return "before_history"
     synced = await ops.events_synced_through(conn)
-    return oldest is not None and synced is not None and oldest <= lo and synced >= hi
+    if synced is None or lo >= synced:
+        return "after_history"
+    return "empty"

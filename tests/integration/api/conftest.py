@@ -20,10 +20,11 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from klaviyo_analytics.api.app import create_app
-from klaviyo_analytics.api.auth import create_key
+from klaviyo_analytics.api.auth import create_key, revoke_key
 from klaviyo_analytics.api.cache import Cache
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.pool import Database
+from klaviyo_analytics.db.repos.api_keys import ApiKeyRepository
 from klaviyo_analytics.klaviyo import KlaviyoClient
 from klaviyo_analytics.retry import RetryPolicy
 from klaviyo_analytics.sandbox.config import DEFAULT_END
@@ -115,6 +116,12 @@ def api_settings(tmp_path: Path, sandbox: SandboxServer | None, **overrides: Any
 ApiFactory = Callable[..., AbstractAsyncContextManager[Api]]
 
 
+async def _revoke_test_keys(conn: Any) -> None:
+    for key in await ApiKeyRepository().list(conn, include_revoked=False):
+        if key.name in ("test-admin", "test-reader"):
+            await revoke_key(conn, key.id, actor="tests")
+
+
 @pytest_asyncio.fixture
 async def make_api(tmp_path: Path, sandbox: SandboxServer) -> AsyncIterator[ApiFactory]:
     """Open apps: `async with make_api(conninfo, klaviyo=True, cache=..., clock=...) as api`."""
@@ -146,6 +153,9 @@ async def make_api(tmp_path: Path, sandbox: SandboxServer) -> AsyncIterator[ApiF
                 app = create_app(
                     settings, database=db, klaviyo=client, cache=cache, clock=clock or fixed_clock()
                 )
+                # A second app on the same database replaces the first one's keys (names of
+                # active keys are unique per role).
+                await db.run(_revoke_test_keys)
                 admin = await db.run(lambda c: create_key(c, name="test-admin", role="admin"))
                 reader = await db.run(lambda c: create_key(c, name="test-reader", role="reader"))
                 async with (

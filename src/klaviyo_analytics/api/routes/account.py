@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from klaviyo_analytics.api.deps import Caller, State, answer, ttl_for
-from klaviyo_analytics.api.fallback import klaviyo_metrics, sync_soon
+from klaviyo_analytics.api.deps import Caller, KnownQuery, State, answer, ttl_for
+from klaviyo_analytics.api.fallback import klaviyo_metrics, may_ask_klaviyo, sync_once
 from klaviyo_analytics.api.models import (
     ERROR_RESPONSES,
     AccountResponse,
@@ -16,22 +16,24 @@ from klaviyo_analytics.api.models import (
 from klaviyo_analytics.db.repos.operations import last_success, metric_names
 from klaviyo_analytics.db.repos.sync_state import SyncStateRepository
 
-router = APIRouter(prefix="/api", tags=["account"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api", tags=["account"], responses=ERROR_RESPONSES, dependencies=[KnownQuery]
+)
 _state = SyncStateRepository()
 
 
 @router.get("/metrics", response_model=MetricsResponse, summary="The account's metrics")
 async def metrics(request: Request, state: State, principal: Caller) -> Response:
-    """List every metric (id, name, integration); from Klaviyo while none is synced."""
+    """List every metric (id, name, integration); from Klaviyo only before the first metrics sync."""
 
     async def produce() -> MetricsResponse:
         rows = await state.db.run(metric_names, readonly=True)
-        if rows or state.klaviyo is None:
+        if rows or state.klaviyo is None or not await may_ask_klaviyo(state, "metrics"):
             return MetricsResponse(
                 source="database", metrics=[MetricModel.model_validate(r) for r in rows]
             )
         remote = await klaviyo_metrics(state.klaviyo)
-        sync_soon(state)
+        sync_once(state, "metrics")
         return MetricsResponse(
             source="klaviyo",
             metrics=[
@@ -64,9 +66,9 @@ async def account(request: Request, state: State, principal: Caller) -> Response
             "fresh": fresh,
             "stale_after_minutes": state.settings.stale_after_minutes,
         }
-        if saved is None and state.klaviyo is not None:
+        if saved is None and state.klaviyo is not None and await may_ask_klaviyo(state, "account"):
             remote = await state.klaviyo.get_account()
-            sync_soon(state)
+            sync_once(state, "account")
             return AccountResponse(
                 source="klaviyo",
                 name=remote.organization_name,

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from klaviyo_analytics.api.auth import create_key, revoke_key
-from klaviyo_analytics.api.deps import Admin, State, audit
-from klaviyo_analytics.api.errors import ResourceNotFoundError
+from klaviyo_analytics.api.deps import Admin, KnownQuery, State, audit
+from klaviyo_analytics.api.errors import ConflictError, ResourceNotFoundError
 from klaviyo_analytics.api.models import (
     ERROR_RESPONSES,
     ApiKeyModel,
@@ -17,9 +17,11 @@ from klaviyo_analytics.api.models import (
     NewApiKey,
     NewApiKeyRequest,
 )
-from klaviyo_analytics.db.repos.api_keys import ApiKeyRepository
+from klaviyo_analytics.db.repos.api_keys import ApiKeyRepository, DuplicateKeyNameError
 
-router = APIRouter(prefix="/api", tags=["administration"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api", tags=["administration"], responses=ERROR_RESPONSES, dependencies=[KnownQuery]
+)
 _keys = ApiKeyRepository()
 
 
@@ -42,9 +44,18 @@ async def list_keys(state: State, _: Admin) -> ApiKeysResponse:
 @router.post("/keys", response_model=NewApiKey, status_code=201, summary="Create an API key")
 async def new_key(state: State, principal: Admin, body: NewApiKeyRequest) -> NewApiKey:
     """Create a key and show its token this once (admin); recorded in the audit log."""
-    created = await state.db.run(
-        lambda c: create_key(c, name=body.name, role=body.role, actor=principal.name)
-    )
+    try:
+        created = await state.db.run(
+            lambda c: create_key(
+                c,
+                name=body.name,
+                role=body.role,
+                actor=principal.name,
+                actor_key_id=principal.key_id,
+            )
+        )
+    except DuplicateKeyNameError as exc:
+        raise ConflictError(str(exc)) from None
     return NewApiKey(key=ApiKeyModel.model_validate(created.key), token=created.token)
 
 
@@ -58,7 +69,9 @@ async def delete_key(
     state: State, principal: Admin, key_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
 ) -> ApiKeyModel:
     """Revoke a key (admin); it stops working at once on this server."""
-    key = await state.db.run(lambda c: revoke_key(c, key_id, actor=principal.name))
+    key = await state.db.run(
+        lambda c: revoke_key(c, key_id, actor=principal.name, actor_key_id=principal.key_id)
+    )
     if key is None:
         raise ResourceNotFoundError(f"no API key {key_id}")
     state.auth.forget()

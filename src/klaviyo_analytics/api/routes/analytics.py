@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
@@ -13,10 +15,27 @@ from pydantic import BaseModel, Field
 from klaviyo_analytics.analytics import anomalies, forecast, timeseries
 from klaviyo_analytics.analytics.periods import local_today
 from klaviyo_analytics.api.auth import Principal
-from klaviyo_analytics.api.deps import ID_PATTERN, AppState, Caller, Range, State, answer, ttl_for
+from klaviyo_analytics.api.deps import (
+    ID_PATTERN,
+    Admin,
+    AppState,
+    Caller,
+    KnownQuery,
+    Range,
+    State,
+    answer,
+    audit,
+    ttl_for,
+)
+from klaviyo_analytics.api.errors import InvalidQueryError
 from klaviyo_analytics.api.models import ERROR_RESPONSES, RangeModel, Sourced
 
-router = APIRouter(prefix="/api/analytics", tags=["analytics"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/analytics",
+    tags=["analytics"],
+    responses=ERROR_RESPONSES,
+    dependencies=[KnownQuery],
+)
 
 Interval = Literal["hour", "day", "week"]
 Measure = Literal["count", "sum", "unique"]
@@ -69,6 +88,36 @@ class CorrelationResponse(Sourced):
     r: float | None
     n: int
     p_value: float | None
+
+
+# STL's cost grows with points x period (~20 us per unit here); these keep one fit under ~3 s.
+MAX_DECOMPOSITION_POINTS = 20_000
+MAX_DECOMPOSITION_WORK = 150_000
+# The iterative anomaly scan refits STL per flagged day; two years keep it under ~4 s.
+MAX_ANOMALY_DAYS = 731
+# Forecast fits on request (not stored) are bounded by the history they read.
+MAX_REQUEST_HISTORY_DAYS = 730
+NOMINAL = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+
+
+def _check_decomposition(points: int, period: int) -> None:
+    """Refuse a decomposition whose size would hold a worker for too long.
+
+    Raises InvalidQueryError (422) naming the limit.
+    """
+    if points > MAX_DECOMPOSITION_POINTS:
+        raise InvalidQueryError(
+            "range",
+            f"the range holds {points} buckets; a decomposition takes at most "
+            f"{MAX_DECOMPOSITION_POINTS} (use a shorter range or a wider interval)",
+        )
+    if points * period > MAX_DECOMPOSITION_WORK:
+        raise InvalidQueryError(
+            "period",
+            f"{points} buckets x period {period} exceeds the limit of "
+            f"{MAX_DECOMPOSITION_WORK} (points times period); use a shorter range or a "
+            f"smaller period",
+        )
 
 
 def _points(points: list[timeseries.Point]) -> list[PointModel]:
@@ -157,8 +206,10 @@ async def decomposition(
     measure: Measure = "count",
     period: Annotated[int, Query(ge=2, le=366, description="seasonal period in buckets")] = 7,
 ) -> Response:
-    """Decompose the metric's series; 422 when it holds fewer than two periods."""
+    """Decompose the metric's series; 422 under two periods or over the size limits."""
     lo, hi = rq.range.bounds(rq.tz)
+    # Buckets are whole, so a range may touch one more than its length in buckets.
+    _check_decomposition(int((hi - lo) / NOMINAL[interval]), period)
 
     async def produce() -> DecompositionResponse:
         s = await state.db.run(
@@ -167,7 +218,10 @@ async def decomposition(
             ),
             readonly=True,
         )
-        d = timeseries.decompose(s, period=period)
+        _check_decomposition(len(s.points), period)
+        d = await anyio.to_thread.run_sync(
+            lambda: timeseries.decompose(s, period=period), limiter=state.heavy
+        )
         return DecompositionResponse(
             source="database",
             metric_id=metric_id,
@@ -273,7 +327,8 @@ class ForecastResponse(Sourced):
     measure: str
     timezone: str
     model_name: str
-    model_id: int
+    model_id: int | None = Field(description="the stored model's id; null when fitted on request")
+    stored: bool = Field(description="whether this forecast was read from the forecast tables")
     level: float
     train_start: date
     train_end: date
@@ -298,7 +353,14 @@ async def anomalies_of(
         float, Query(gt=0, le=100, allow_inf_nan=False, description="score that flags a day")
     ] = 3.5,
 ) -> Response:
-    """Detect anomalous days in the range (read-only: nothing is stored); 422 under two weeks."""
+    """Detect anomalous days in the range (read-only: nothing is stored); 422 under two weeks
+    or over MAX_ANOMALY_DAYS."""
+    if rq.range.days > MAX_ANOMALY_DAYS:
+        raise InvalidQueryError(
+            "range",
+            f"the range holds {rq.range.days} days; an anomaly scan takes at most "
+            f"{MAX_ANOMALY_DAYS}",
+        )
     lo, hi = rq.range.bounds(rq.tz)
 
     async def produce() -> AnomaliesResponse:
@@ -312,6 +374,7 @@ async def anomalies_of(
                 measure=measure,
                 threshold=threshold,
                 store=False,
+                limiter=state.heavy,
             ),
             readonly=True,
         )
@@ -337,6 +400,84 @@ async def anomalies_of(
     return await _answer(request, state, principal, produce)
 
 
+ForecastModel = Literal["auto", "seasonal_naive", "ets", "arima"]
+Horizon = Annotated[int, Query(ge=1, le=forecast.MAX_HORIZON_DAYS, description="days")]
+Level = Annotated[
+    float,
+    Query(
+        ge=forecast.LEVEL_RANGE[0],
+        le=forecast.LEVEL_RANGE[1],
+        allow_inf_nan=False,
+        description="prediction interval level",
+    ),
+]
+HistoryDays = Annotated[
+    int,
+    Query(
+        ge=forecast.MIN_HISTORY_DAYS,
+        le=forecast.MAX_HISTORY_DAYS,
+        description=f"days of history (over {MAX_REQUEST_HISTORY_DAYS} only for stored forecasts)",
+    ),
+]
+
+
+def _forecast_body(f: forecast.Forecast, tz: str) -> ForecastResponse:
+    return ForecastResponse(
+        source="database",
+        metric_id=f.metric_id,
+        measure=f.measure,
+        timezone=tz,
+        model_name=f.model_name,
+        model_id=f.model_id,
+        stored=f.model_id is not None,
+        level=f.level,
+        train_start=f.train_start,
+        train_end=f.train_end,
+        points=[
+            ForecastPointModel(date=p.date, predicted=p.predicted, lower=p.lower, upper=p.upper)
+            for p in f.points
+        ],
+        backtest=[
+            ModelScoreModel(
+                model_name=s.model_name,
+                mape=s.mape,
+                rmse=s.rmse,
+                mae=s.mae,
+                coverage=s.coverage,
+                folds=s.folds,
+            )
+            for s in f.backtest
+        ],
+    )
+
+
+async def _fit(
+    state: AppState,
+    metric_id: str,
+    *,
+    tz: str,
+    today: date,
+    measure: Literal["count", "sum"],
+    horizon: int,
+    level: float,
+    model: ForecastModel,
+    history_days: int,
+) -> forecast.Forecast:
+    """Read the history (read-only) and fit it in a worker thread; nothing is written."""
+    history = await state.db.run(
+        lambda c: forecast.read_history(
+            c, metric_id, tz=tz, measure=measure, history_days=history_days, today=today
+        ),
+        readonly=True,
+    )
+    return await anyio.to_thread.run_sync(
+        lambda: forecast.fit_history(
+            history, horizon_days=horizon, level=level, model=model, history_days=history_days
+        ),
+        limiter=state.heavy,
+    )
+
+
 @router.get(
     "/forecast/{metric_id}",
     response_model=ForecastResponse,
@@ -348,35 +489,26 @@ async def forecast_of(
     state: State,
     principal: Caller,
     metric_id: MetricId,
-    horizon: Annotated[int, Query(ge=1, le=forecast.MAX_HORIZON_DAYS, description="days")] = 30,
-    level: Annotated[
-        float,
-        Query(
-            ge=forecast.LEVEL_RANGE[0],
-            le=forecast.LEVEL_RANGE[1],
-            allow_inf_nan=False,
-            description="prediction interval level",
-        ),
-    ] = 0.95,
-    model: Literal["auto", "seasonal_naive", "ets", "arima"] = "auto",
+    horizon: Horizon = 30,
+    level: Level = 0.95,
+    model: ForecastModel = "auto",
     measure: Literal["count", "sum"] = "count",
-    history_days: Annotated[
-        int, Query(ge=forecast.MIN_HISTORY_DAYS, le=forecast.MAX_HISTORY_DAYS)
-    ] = 365,
+    history_days: HistoryDays = 365,
 ) -> Response:
-    """Forecast from the store's today; the model and predictions are stored (forecast tables).
+    """Return today's stored forecast for these options, else fit one without storing it.
 
-    `auto` picks the model with the best backtest. 422 with less than four weeks of history.
+    Read-only: forecasts are stored by the scheduler's refresh or an admin's POST to this path.
+    `auto` picks the model with the best backtest. 422 with less than four weeks of history,
+    or history_days over MAX_REQUEST_HISTORY_DAYS when nothing is stored for them.
     """
     tz = await state.timezone()
     today = local_today(tz, state.clock())
 
     async def produce() -> ForecastResponse:
-        f = await state.db.run(
-            lambda c: forecast.forecast_metric(
+        found = await state.db.run(
+            lambda c: forecast.stored_forecast(
                 c,
                 metric_id,
-                tz=tz,
                 measure=measure,
                 horizon_days=horizon,
                 level=level,
@@ -384,34 +516,27 @@ async def forecast_of(
                 history_days=history_days,
                 today=today,
             ),
-            readonly=False,
+            readonly=True,
         )
-        return ForecastResponse(
-            source="database",
-            metric_id=f.metric_id,
-            measure=f.measure,
-            timezone=tz,
-            model_name=f.model_name,
-            model_id=f.model_id,
-            level=f.level,
-            train_start=f.train_start,
-            train_end=f.train_end,
-            points=[
-                ForecastPointModel(date=p.date, predicted=p.predicted, lower=p.lower, upper=p.upper)
-                for p in f.points
-            ],
-            backtest=[
-                ModelScoreModel(
-                    model_name=s.model_name,
-                    mape=s.mape,
-                    rmse=s.rmse,
-                    mae=s.mae,
-                    coverage=s.coverage,
-                    folds=s.folds,
+        if found is None:
+            if history_days > MAX_REQUEST_HISTORY_DAYS:
+                raise InvalidQueryError(
+                    "history_days",
+                    f"no forecast is stored for {history_days} days of history, and one fitted "
+                    f"on request reads at most {MAX_REQUEST_HISTORY_DAYS}",
                 )
-                for s in f.backtest
-            ],
-        )
+            found = await _fit(
+                state,
+                metric_id,
+                tz=tz,
+                today=today,
+                measure=measure,
+                horizon=horizon,
+                level=level,
+                model=model,
+                history_days=history_days,
+            )
+        return _forecast_body(found, tz)
 
     return await answer(
         request,
@@ -421,3 +546,44 @@ async def forecast_of(
         ttl_s=ttl_for(state, "forecast"),
         produce=produce,
     )
+
+
+@router.post(
+    "/forecast/{metric_id}",
+    response_model=ForecastResponse,
+    summary="Fit and store a metric's forecast (admin)",
+    responses=NOT_FOUND,
+)
+async def store_forecast_of(
+    state: State,
+    principal: Admin,
+    metric_id: MetricId,
+    horizon: Horizon = 30,
+    level: Level = 0.95,
+    model: ForecastModel = "auto",
+    measure: Literal["count", "sum"] = "count",
+    history_days: HistoryDays = 365,
+) -> ForecastResponse:
+    """Fit today's forecast for these options and store it (admin); GETs then read it."""
+    tz = await state.timezone()
+    today = local_today(tz, state.clock())
+    fitted = await _fit(
+        state,
+        metric_id,
+        tz=tz,
+        today=today,
+        measure=measure,
+        horizon=horizon,
+        level=level,
+        model=model,
+        history_days=history_days,
+    )
+    stored = await state.db.run(lambda c: forecast.store_forecast(c, fitted))
+    await state.cache.invalidate({"forecast"})
+    await audit(
+        state,
+        principal,
+        "forecast.store",
+        {"metric_id": metric_id, "measure": measure, "model_id": stored.model_id},
+    )
+    return _forecast_body(stored, tz)

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
+from pydantic import Field
 
 from klaviyo_analytics.analytics import kpis, performance
 from klaviyo_analytics.analytics.kpis import Change, Overview
@@ -20,18 +21,27 @@ from klaviyo_analytics.api.deps import (
     ID_PATTERN,
     AppState,
     Caller,
+    KnownQuery,
     Range,
     RangeQuery,
     State,
     answer,
     ttl_for,
 )
-from klaviyo_analytics.api.fallback import database_covers, klaviyo_overview, sync_soon
+from klaviyo_analytics.api.fallback import (
+    Coverage,
+    coverage,
+    klaviyo_overview,
+    may_ask_klaviyo,
+    sync_once,
+)
 from klaviyo_analytics.api.models import ERROR_RESPONSES, Sourced
 from klaviyo_analytics.db.pool import Conn
 from klaviyo_analytics.db.repos.operations import metric_names
 
-router = APIRouter(prefix="/api", tags=["dashboard"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api", tags=["dashboard"], responses=ERROR_RESPONSES, dependencies=[KnownQuery]
+)
 
 RowT = TypeVar("RowT")
 
@@ -59,6 +69,14 @@ class OverviewResponse(Sourced):
     revenue_by_channel: dict[str, Decimal]
     data_through: datetime | None
     subscribers_source: str
+    coverage: Coverage | None = Field(
+        default=None,
+        description=(
+            "what the database holds for the range: data, empty (zeros within the synced "
+            "history), before_history, after_history (past what was synced), no_data; null for "
+            "an answer from Klaviyo"
+        ),
+    )
 
 
 class TableResponse(Sourced, Generic[RowT]):
@@ -94,31 +112,36 @@ Top = Annotated[int, Query(ge=1, le=100, description="how many")]
 
 
 def _overview_body(
-    ov: Overview, tz: str, source: Literal["database", "klaviyo"]
+    ov: Overview,
+    tz: str,
+    source: Literal["database", "klaviyo"],
+    covered: Coverage | None = None,
 ) -> OverviewResponse:
     values: dict[str, Any] = {f.name: getattr(ov, f.name) for f in fields(ov)}
-    return OverviewResponse(source=source, timezone=tz, **values)
+    return OverviewResponse(source=source, timezone=tz, coverage=covered, **values)
 
 
 @router.get("/overview", response_model=OverviewResponse, summary="Overview KPIs of a date range")
 async def overview(request: Request, state: State, principal: Caller, rq: Range) -> Response:
-    """Return the KPIs; from Klaviyo (and a background sync started) when the database has no
-    data for the range yet."""
+    """Return the KPIs from the database, labelled with what it holds for the range.
+
+    Only before the first events sync may it answer from Klaviyo (and start that sync once)."""
     lo, hi = rq.range.bounds(rq.tz)
 
     async def produce() -> OverviewResponse:
-        async def local(conn: Conn) -> tuple[Overview | None, dict[str, str]]:
-            if state.klaviyo is None or await database_covers(conn, lo, hi):
-                return await kpis.overview(conn, rq.range, rq.tz), {}
-            return None, {m.name: m.id for m in reversed(await metric_names(conn))}
+        async def local(conn: Conn) -> tuple[Overview, Coverage]:
+            return await kpis.overview(conn, rq.range, rq.tz), await coverage(conn, lo, hi)
 
-        found, ids = await state.db.run(local, readonly=True)
-        if found is not None or state.klaviyo is None:
-            assert found is not None
-            return _overview_body(found, rq.tz, "database")
-        remote = await klaviyo_overview(state.klaviyo, rq.range, rq.tz, ids)
-        sync_soon(state)
-        return _overview_body(remote, rq.tz, "klaviyo")
+        async def names(conn: Conn) -> dict[str, str]:
+            return {m.name: m.id for m in reversed(await metric_names(conn))}
+
+        if state.klaviyo is not None and await may_ask_klaviyo(state, "events"):
+            ids = await state.db.run(names, readonly=True)
+            remote = await klaviyo_overview(state.klaviyo, rq.range, rq.tz, ids)
+            sync_once(state, "events")
+            return _overview_body(remote, rq.tz, "klaviyo")
+        found, covered = await state.db.run(local, readonly=True)
+        return _overview_body(found, rq.tz, "database", covered)
 
     return await answer(
         request,

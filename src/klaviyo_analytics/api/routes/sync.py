@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
-from klaviyo_analytics.api.deps import Admin, Caller, State, audit
+from klaviyo_analytics.api.deps import Admin, Caller, KnownQuery, State, audit
 from klaviyo_analytics.api.errors import ResourceNotFoundError
 from klaviyo_analytics.api.models import (
     ERROR_RESPONSES,
@@ -24,7 +24,9 @@ from klaviyo_analytics.db.repos.sync_state import SyncRunRepository
 from klaviyo_analytics.errors import ConfigurationError
 from klaviyo_analytics.sync.registry import STREAMS
 
-router = APIRouter(prefix="/api/sync", tags=["sync"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/sync", tags=["sync"], responses=ERROR_RESPONSES, dependencies=[KnownQuery]
+)
 _runs = SyncRunRepository()
 
 # The registry's stream names, as the patterns a path or query parameter must match.

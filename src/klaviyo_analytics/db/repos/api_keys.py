@@ -6,11 +6,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, LiteralString
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from klaviyo_analytics.db.repos.base import Conn
+from klaviyo_analytics.errors import KlaviyoAnalyticsError
 
 KEY_COLUMNS: LiteralString = "id, name, role, prefix, created_at, last_used_at, revoked_at"
+
+
+class DuplicateKeyNameError(KlaviyoAnalyticsError, ValueError):
+    """An active key of the same role already has this name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +55,26 @@ class ApiKeyRepository:
     async def create(
         self, conn: Conn, *, name: str, role: str, token_hash: str, prefix: str
     ) -> ApiKey:
-        """Store a new key's hash; return the key."""
-        cur = await conn.execute(
-            "INSERT INTO api_keys (name, role, token_hash, prefix) VALUES (%s, %s, %s, %s)"
-            " RETURNING " + KEY_COLUMNS,
-            (name, role, token_hash, prefix),
-        )
-        row = await cur.fetchone()
+        """Store a new key's hash; return the key.
+
+        Raises DuplicateKeyNameError when an active key of this role has the name already.
+        """
+        try:
+            # A savepoint keeps the caller's transaction usable after a refused name.
+            async with conn.transaction():
+                cur = await conn.execute(
+                    "INSERT INTO api_keys (name, role, token_hash, prefix) VALUES (%s, %s, %s, %s)"
+                    " RETURNING " + KEY_COLUMNS,
+                    (name, role, token_hash, prefix),
+                )
+                row = await cur.fetchone()
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != "api_keys_active_name_idx":
+                raise
+            raise DuplicateKeyNameError(
+                f"an active {role} key named {name!r} exists already; revoke it or pick "
+                "another name"
+            ) from None
         assert row is not None
         return ApiKey(**row)
 

@@ -34,6 +34,19 @@ class ScoreRow:
     coverage: float
 
 
+@dataclass(frozen=True, slots=True)
+class StoredForecast:
+    """A stored model with its predictions (cut to the asked horizon) and backtest scores."""
+
+    model_id: int
+    model_name: str
+    parameters: dict[str, Any]
+    train_start: date
+    train_end: date
+    predictions: list[PredictionRow]
+    scores: list[ScoreRow]
+
+
 class ForecastRepository:
     """Writes and reads `forecast_models`, `forecast_predictions` and `model_performance`."""
 
@@ -106,3 +119,59 @@ class ForecastRepository:
         )
         row = await cur.fetchone()
         return None if row is None else int(row["id"])
+
+    async def find_stored(
+        self,
+        conn: Conn,
+        *,
+        series_key: str,
+        train_end: date,
+        requested: dict[str, Any],
+        horizon_days: int,
+        level: float,
+    ) -> StoredForecast | None:
+        """Return the newest stored forecast fitted for exactly these options, if any.
+
+        It must end training on `train_end`, have been asked for with `requested` (recorded in
+        its parameters), reach at least `horizon_days` and hold predictions at `level`.
+        """
+        cur = await conn.execute(
+            "SELECT m.id, m.model_name, m.parameters, m.train_start, m.train_end"
+            " FROM forecast_models m"
+            " WHERE m.series_key = %s AND m.train_end = %s AND m.horizon_days >= %s"
+            " AND m.parameters -> 'requested' = %s"
+            " AND EXISTS (SELECT 1 FROM forecast_predictions p"
+            "             WHERE p.model_id = m.id AND p.level = %s)"
+            " ORDER BY m.trained_at DESC, m.id DESC LIMIT 1",
+            (series_key, train_end, horizon_days, Jsonb(requested), level),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        model_id = int(row["id"])
+        predictions = (await self.predictions(conn, model_id))[:horizon_days]
+        cur = await conn.execute(
+            "SELECT model_name, folds, mape, rmse, mae, coverage FROM model_performance"
+            " WHERE model_id = %s ORDER BY id",
+            (model_id,),
+        )
+        scores = [
+            ScoreRow(
+                r["model_name"],
+                int(r["folds"]),
+                None if r["mape"] is None else float(r["mape"]),
+                float(r["rmse"]),
+                float(r["mae"]),
+                float(r["coverage"]),
+            )
+            for r in await cur.fetchall()
+        ]
+        return StoredForecast(
+            model_id=model_id,
+            model_name=row["model_name"],
+            parameters=dict(row["parameters"]),
+            train_start=row["train_start"],
+            train_end=row["train_end"],
+            predictions=predictions,
+            scores=scores,
+        )
