@@ -26,8 +26,13 @@ def serve_command(
     with fail_cleanly(), stop_on_sigterm(), database_server(settings) as conninfo:
         asyncio.run(check_reachable(settings, conninfo))
         asyncio.run(migrate(conninfo))
+        docs = (
+            "/docs"
+            if settings.api_docs_enabled
+            else "/openapi.json; API_DOCS_ENABLED=true adds /docs"
+        )
         err_console.print(
-            f"serving the API on http://{host}:{port} (OpenAPI at /docs); Ctrl-C stops",
+            f"serving the API on http://{host}:{port} (OpenAPI at {docs}); Ctrl-C stops",
             highlight=False,
         )
         # Logging is configured by `load()`; uvicorn must not replace it.
