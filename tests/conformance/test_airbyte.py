@@ -123,6 +123,7 @@ def _ours(conninfo: str) -> dict[str, int]:
         "campaign_messages": "SELECT count(*) FROM klaviyo_campaign_messages",
         "flows": "SELECT count(*) FROM klaviyo_flows",
         "lists": "SELECT count(*) FROM klaviyo_lists",
+        "email_templates": "SELECT count(*) FROM klaviyo_templates",
     }
     with psycopg.connect(conninfo) as conn:
         return {k: int(conn.execute(q).fetchone()[0]) for k, q in queries.items()}  # type: ignore[index,call-overload]
@@ -178,6 +179,7 @@ async def test_airbyte_reads_every_stream_and_counts_what_we_sync(
         "campaign_messages": messages,
         "flows": theirs["flows"],
         "lists": theirs["lists"],
+        "email_templates": theirs["email_templates"],
     } == ours
     assert theirs["events_detailed"] == ours["events"]
     assert theirs["campaigns_detailed"] == ours["campaigns"]

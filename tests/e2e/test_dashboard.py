@@ -10,6 +10,7 @@ from typing import Any
 
 from klaviyo_analytics.sandbox.config import FaultOptions, SandboxConfig
 from klaviyo_analytics.sandbox.server import SandboxServer
+from klaviyo_analytics.sync.registry import STREAMS
 from tests.e2e.conftest import (
     DASHBOARD_STORE,
     PHONE,
@@ -94,7 +95,7 @@ def test_page_shows_every_panel_with_data_at_desktop_and_phone_widths(
         for chart in ("revenue-chart", "distribution-chart", "engagement-chart", "top-chart"):
             assert page.query_selector(f"#{chart} .plot .main-svg"), chart
         assert len(page.query_selector_all("#perf-table tbody tr[data-id]")) > 0
-        assert len(page.query_selector_all("#sync-table tbody tr[data-stream]")) == 9
+        assert len(page.query_selector_all("#sync-table tbody tr[data-stream]")) == len(STREAMS)
         page.wait_for_timeout(400)  # let chart transitions settle before the picture
         screenshot(page, name)
         session.assert_clean()

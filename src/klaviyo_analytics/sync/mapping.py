@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from klaviyo_analytics import klaviyo as k
-from klaviyo_analytics.db.repos.audiences import Form, KlaviyoList, Segment
+from klaviyo_analytics.db.repos.audiences import Form, KlaviyoList, Segment, Template
 from klaviyo_analytics.db.repos.campaigns import Campaign, CampaignMessage
 from klaviyo_analytics.db.repos.events import Event
 from klaviyo_analytics.db.repos.flows import Flow, FlowAction, FlowMessage
@@ -205,6 +205,12 @@ def form(f: k.Form) -> Form:
         created_at=f.created_at,
         updated_at=f.updated_at,
     )
+
+
+def template(t: k.Template) -> Template:
+    """Map an email template."""
+    return Template(id=t.id, name=t.name or t.id, editor_type=t.editor_type, html=t.html,
+                    text=t.text, created=t.created, updated=t.updated)  # fmt: skip
 
 
 def _dict(value: Any) -> dict[str, Any]:

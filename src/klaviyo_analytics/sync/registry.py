@@ -60,6 +60,8 @@ REGISTRY: tuple[Stream, ...] = (
            _groups("segments", "charts")),
     Stream("forms", streams.sync_forms, ("klaviyo_forms",), "none", "25 */6 * * *",
            _groups("forms", "overview", "charts")),
+    Stream("templates", streams.sync_templates, ("klaviyo_templates",), "none", "40 */6 * * *",
+           _groups()),
     Stream("profiles", streams.sync_profiles, ("klaviyo_profiles",), "updated", "0 2 * * *",
            _groups("overview")),
     # Events name their metric, profile and campaign message: those streams go first, so that

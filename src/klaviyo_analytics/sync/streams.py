@@ -12,7 +12,12 @@ from typing import Any, TypeVar
 
 from klaviyo_analytics import klaviyo as k
 from klaviyo_analytics.db.pool import Conn
-from klaviyo_analytics.db.repos.audiences import FormRepository, ListRepository, SegmentRepository
+from klaviyo_analytics.db.repos.audiences import (
+    FormRepository,
+    ListRepository,
+    SegmentRepository,
+    TemplateRepository,
+)
 from klaviyo_analytics.db.repos.campaigns import CampaignMessageRepository, CampaignRepository
 from klaviyo_analytics.db.repos.flows import (
     FlowActionRepository,
@@ -147,6 +152,15 @@ async def sync_forms(ctx: StreamContext, args: RunArgs) -> None:
     repo = FormRepository()
     async for page in ctx.client.iter_forms():
         await ctx.write("klaviyo_forms", repo, [mapping.form(f) for f in page.records], page)
+
+
+async def sync_templates(ctx: StreamContext, args: RunArgs) -> None:
+    """Copy every email template."""
+    repo = TemplateRepository()
+    async for page in ctx.client.iter_templates():
+        await ctx.write(
+            "klaviyo_templates", repo, [mapping.template(t) for t in page.records], page
+        )
 
 
 async def sync_reports(ctx: StreamContext, args: RunArgs) -> None:

@@ -24,6 +24,7 @@ EXPECTED_TABLES = {
     "klaviyo_lists",
     "klaviyo_segments",
     "klaviyo_forms",
+    "klaviyo_templates",
     "raw_api_responses",
     "fact_revenue",
     "fact_engagement",

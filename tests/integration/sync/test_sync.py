@@ -48,6 +48,7 @@ async def test_full_sync_equals_the_sandboxs_own_counts_and_a_second_sync_adds_n
                 "klaviyo_flow_actions",
                 "klaviyo_flow_messages",
                 "klaviyo_campaign_messages",
+                "klaviyo_templates",
             )
         }
         campaigns = dict(
@@ -65,6 +66,7 @@ async def test_full_sync_equals_the_sandboxs_own_counts_and_a_second_sync_adds_n
         "klaviyo_flow_actions": truth["flow_actions"],
         "klaviyo_flow_messages": truth["flow_messages"],
         "klaviyo_campaign_messages": truth["campaign_messages"],
+        "klaviyo_templates": len(sandbox.generator.catalog.templates),
     }
     assert campaigns == {k: v for k, v in truth["campaigns"].items() if v}
     assert stubs == (0,)  # profiles sync before events, so every event's profile is real

@@ -24,9 +24,9 @@ def test_the_cache_and_the_scheduler_know_exactly_the_registrys_streams() -> Non
     for spec in REGISTRY:
         assert DEFAULT_SCHEDULES[spec.name] == spec.schedule
         CronTrigger.from_crontab(spec.schedule)
-        assert spec.tables and spec.cache_groups
+        assert spec.tables
 
 
 def test_an_unknown_stream_is_refused_with_the_known_names() -> None:
     with pytest.raises(ValueError, match="choose one of: all, metrics, campaigns"):
-        stream("templates")
+        stream("nosuch")

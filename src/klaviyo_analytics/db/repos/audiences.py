@@ -1,4 +1,4 @@
-"""Lists, segments and signup forms: the audience side of an account."""
+"""Lists, segments, signup forms and email templates: the audience side of an account."""
 
 from __future__ import annotations
 
@@ -67,3 +67,23 @@ class FormRepository(Repository[Form]):
 
     def __init__(self) -> None:
         super().__init__("klaviyo_forms", Form, ("id",))
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """An email template."""
+
+    id: str
+    name: str
+    editor_type: str | None = None
+    html: str | None = None
+    text: str | None = None
+    created: datetime | None = None
+    updated: datetime | None = None
+
+
+class TemplateRepository(Repository[Template]):
+    """Email templates."""
+
+    def __init__(self) -> None:
+        super().__init__("klaviyo_templates", Template, ("id",))
