@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import psycopg
@@ -12,6 +13,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import TupleRow
 
 from klaviyo_analytics.backup.errors import BackupError
+from klaviyo_analytics.backup.timescale import archive_uses_timescaledb, timescaledb_restore
 from klaviyo_analytics.backup.tools import (
     PgTools,
     connect,
@@ -140,8 +142,18 @@ def pg_restore_into(path: Path, *, conninfo: str, dbname: str, tools: PgTools) -
 
     Objects end up owned by the restoring user (--no-owner); grants are kept, so the roles they
     name (analytics_reader, etl_writer) must exist on the target server.
+    An archive of a TimescaleDB database is restored by TimescaleDB's documented procedure.
     Raises BackupError with pg_restore's last error lines.
     """
+    procedure: AbstractContextManager[None] = nullcontext()
+    if archive_uses_timescaledb(path, tools):
+        procedure = timescaledb_restore(conninfo, dbname)
+    with procedure:
+        _pg_restore(path, conninfo=conninfo, dbname=dbname, tools=tools)
+    logger.info("restored %s into database %s", path, dbname)
+
+
+def _pg_restore(path: Path, *, conninfo: str, dbname: str, tools: PgTools) -> None:
     run_tool(
         [
             tools.program("pg_restore"),
@@ -156,4 +168,3 @@ def pg_restore_into(path: Path, *, conninfo: str, dbname: str, tools: PgTools) -
         env=tool_env(conninfo, dbname=dbname),
         what=f"restoring {path} into database {dbname}",
     )
-    logger.info("restored %s into database %s", path, dbname)

@@ -24,6 +24,7 @@ async def synced_template(
     async with sync_service(conninfo, sandbox) as service:
         service.after_events.append(refresh_facts)
         await service.sync_all()
+    pg_server.seal_template(name)
     yield name
     pg_server.drop_database(name)
 
