@@ -73,8 +73,7 @@ def timescaledb_restore(conninfo: str, dbname: str) -> Iterator[None]:
             conn.execute("SELECT timescaledb_post_restore()")
     except psycopg.Error as exc:
         raise BackupError(
-            f"finishing the TimescaleDB restore of database {dbname} failed: "
-            f"{first_line(str(exc))}"
+            f"finishing the TimescaleDB restore of database {dbname} failed: {first_line(str(exc))}"
         ) from exc
     logger.info("TimescaleDB restore procedure completed in database %s", dbname)
 
