@@ -46,9 +46,38 @@ answers() {  # answers HOST PORT: is something listening there?
     python3 -c "import socket, sys; socket.create_connection(('$1', $2), timeout=1).close()" 2>/dev/null
 }
 
+free_port() {  # free_port: print a TCP port nobody listens on at 127.0.0.1
+    python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
+}
+
+timescaledb_suite() {  # timescaledb_suite ARGS...: the suite on a scratch TimescaleDB server
+    local dir url rc
+    dir=$(mktemp -d /tmp/ka-timescaledb.XXXXXX) && chmod 755 "$dir" || return 1
+    if ! url=$("$timescaledb/start-server.sh" "$dir/server" "$(free_port)" | tail -n 1); then
+        echo "!! the TimescaleDB server did not start (see $dir/server/server.log)" >&2
+        return 1
+    fi
+    env DATABASE_URL="$url" python3 -m pytest "$@"
+    rc=$?
+    "$timescaledb/start-server.sh" --stop "$dir/server"
+    rm -rf "$dir"
+    return "$rc"
+}
+
 run_pass "lint (ruff)" python3 -m ruff check src tests bench scripts
 run_pass "types (mypy --strict)" python3 -m mypy
 run_pass "suite on the embedded PostgreSQL" python3 -m pytest "$@"
+
+# The project's CI machine keeps a TimescaleDB build next to the repository; a user's clone has
+# none, so this pass is optional — but it says loudly why it did not run.
+timescaledb="$(pwd)/../shared/timescaledb"
+if [ ! -x "$timescaledb/start-server.sh" ]; then
+    skip_pass "suite on TimescaleDB" "!! NOT RUN: no $timescaledb/start-server.sh (the TimescaleDB build lives only on the CI machine)"
+elif [ "$(id -u)" -ne 0 ]; then
+    skip_pass "suite on TimescaleDB" "!! NOT RUN: $timescaledb/start-server.sh must run as root"
+else
+    run_pass "suite on TimescaleDB ($timescaledb)" timescaledb_suite "$@"
+fi
 
 if [ -n "${DATABASE_URL:-}" ]; then
     skip_pass "database tests on 127.0.0.1:5432" "DATABASE_URL is set, so the suite above already ran on it"

@@ -93,6 +93,7 @@ def dashboard_template(
     # A thread keeps this sync out of the session's event loop.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, fill()).result()
+    pg_server.seal_template(name)
     yield name
     pg_server.drop_database(name)
 

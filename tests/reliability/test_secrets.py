@@ -103,7 +103,12 @@ def test_no_secret_reaches_any_output_of_a_debug_run(
     outputs["sync with a wrong key"] = wrong_key.stdout + wrong_key.stderr
     assert wrong_key.returncode != 0 and "401" in outputs["sync with a wrong key"]
 
-    unreachable = role_url.replace("port=", "port=1") if "?host=" in role_url else role_url
+    # A closed port on 127.0.0.1, whatever form (socket or TCP) the server's URL has.
+    params = conninfo_to_dict(role_url)
+    unreachable = (
+        f"postgresql://{params['user']}:{quote(DB_PASSWORD)}@127.0.0.1:{free_port()}"
+        f"/{params['dbname']}"
+    )
     unreachable_env = {**env, "DATABASE_URL": unreachable, "DB_MAX_RETRIES": "0"}
     down = cli("migrate", env=unreachable_env)
     outputs["migrate, database unreachable"] = down.stdout + down.stderr

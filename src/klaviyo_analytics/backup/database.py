@@ -8,6 +8,7 @@ import re
 import secrets
 import tempfile
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import psycopg
@@ -16,6 +17,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
 from klaviyo_analytics.backup.errors import BackupError
+from klaviyo_analytics.backup.timescale import archive_uses_timescaledb, timescaledb_restore
 from klaviyo_analytics.backup.tools import (
     PgTools,
     connect,
@@ -206,9 +208,21 @@ def pg_restore_into(
     nothing in the archive runs with superuser rights; `conninfo` (the administrator) then
     sets the project's default privileges again. Objects end up owned by the restoring user
     (--no-owner); grants are kept, so the roles they name (analytics_reader, etl_writer) must
-    exist on the target server.
+    exist on the target server. An archive of a TimescaleDB database is restored by
+    TimescaleDB's documented procedure (timescaledb_pre_restore/post_restore around it).
     Raises BackupError with pg_restore's last error lines.
     """
+    procedure: AbstractContextManager[None] = nullcontext()
+    if archive_uses_timescaledb(path, tools):
+        procedure = timescaledb_restore(conninfo, dbname)
+    with procedure:
+        _pg_restore(path, conninfo=conninfo, dbname=dbname, tools=tools, role=role)
+    logger.info("restored %s into database %s", path, dbname)
+
+
+def _pg_restore(
+    path: Path, *, conninfo: str, dbname: str, tools: PgTools, role: str | None
+) -> None:
     login = role or conninfo
     args = [
         tools.program("pg_restore"),
@@ -239,7 +253,6 @@ def pg_restore_into(
         with connect(with_dbname(conninfo, dbname)) as conn:
             for statement in DEFAULT_PRIVILEGES:
                 conn.execute(sql.SQL(statement))
-    logger.info("restored %s into database %s", path, dbname)
 
 
 def _is_known_extension_entry(line: str) -> bool:

@@ -35,7 +35,15 @@ from klaviyo_analytics.backup.database import (
     restore_role,
 )
 from klaviyo_analytics.backup.errors import BackupError, RestoreRefusedError
-from klaviyo_analytics.backup.tools import PgTools, connect, find_tools, first_line, server_major
+from klaviyo_analytics.backup.timescale import end_background_workers, start_background_workers
+from klaviyo_analytics.backup.tools import (
+    PgTools,
+    connect,
+    find_tools,
+    first_line,
+    server_major,
+    with_dbname,
+)
 from klaviyo_analytics.backup.verify import verify_backup
 from klaviyo_analytics.db.pool import describe_target
 
@@ -132,6 +140,8 @@ def _swap(admin: str, *, live: str, restored: str) -> None:
     """Rename the live database aside, the restored one into its name, then drop the old one."""
     aside = f"{live[:40]}_old_{uuid.uuid4().hex[:8]}"
     with connect(admin) as conn:
+        end_background_workers(conn, restored)  # TimescaleDB's scheduler; see backup/timescale.py
+        end_background_workers(conn, live)
         try:
             conn.execute(
                 sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
@@ -159,7 +169,9 @@ def _swap(admin: str, *, live: str, restored: str) -> None:
             raise BackupError(
                 f"cannot rename the restored database: {first_line(str(exc))}"
             ) from exc
+        _reopen(conn, live)
     drop_database(admin, aside)
+    start_background_workers(with_dbname(admin, live))
 
 
 def _reopen(conn: psycopg.Connection[TupleRow], name: str) -> None:

@@ -69,6 +69,9 @@ def maintenance_command(
     console.print(f"TimescaleDB: {'yes' if report.timescaledb else 'no'}")
     for table_name, n in report.expired_rows.items():
         console.print(f"expired rows deleted from {table_name}: {n}")
+    unit = "chunks" if report.timescaledb else "partitions"
+    for table_name, n in report.dropped_partitions.items():
+        console.print(f"expired {unit} dropped from {table_name}: {n}")
     sizes = Table("relation", "kind", "size", "rows (est.)")
     for r in report.sizes[:top]:
         sizes.add_row(r.name, r.kind, _human(r.bytes), f"{r.rows_estimate:,}")

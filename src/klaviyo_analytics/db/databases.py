@@ -39,9 +39,34 @@ def ensure_database(admin: str, name: str) -> None:
         create_database(admin, name)
 
 
-def drop_database(admin: str, name: str) -> None:
-    """Drop database `name` if it exists, ending its sessions first."""
+def seal_template(admin: str, name: str) -> None:
+    """Mark database `name` as a template nobody may connect to, and end who is connected.
+
+    TimescaleDB's launcher starts a scheduler in every database that allows connections and is
+    not a template; while it is connected, `CREATE DATABASE ... TEMPLATE` fails with
+    ObjectInUse. On plain PostgreSQL this only guards against stray sessions.
+    """
     with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false").format(
+                sql.Identifier(name)
+            )
+        )
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+
+
+def drop_database(admin: str, name: str) -> None:
+    """Drop database `name` if it exists (a sealed template too), ending its sessions first."""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone()
+        if found is not None and found[0]:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE false").format(sql.Identifier(name))
+            )
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )

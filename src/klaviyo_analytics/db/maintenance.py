@@ -7,16 +7,17 @@ here from the configured intervals); without it, `apply_retention` deletes expir
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg.rows import DictRow, dict_row
 
+from klaviyo_analytics.db import partitions
+
 logger = logging.getLogger(__name__)
 
 Conn = AsyncConnection[DictRow]
-COMPRESS_AFTER_DAYS = 90
 BLOAT_MIN_BYTES = 8 * 1024 * 1024
 BLOAT_MAX_LEAF_DENSITY = 50.0
 
@@ -28,6 +29,15 @@ class RetentionRule:
     table: str
     column: str
     interval: str
+
+
+@dataclass
+class Retention:
+    """What retention did: rows deleted, partitions or chunks dropped, policy jobs per table."""
+
+    deleted: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    jobs: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,7 @@ class MaintenanceReport:
 
     timescaledb: bool
     expired_rows: dict[str, int]
+    dropped_partitions: dict[str, int]
     analyzed: bool
     sizes: list[RelationSize]
     unused_indexes: list[str]
@@ -72,55 +83,126 @@ async def timescaledb_enabled(conn: Conn) -> bool:
     return bool(row and row["n"])
 
 
-async def apply_retention(conn: Conn, rules: list[RetentionRule]) -> dict[str, int]:
-    """Enforce retention: set TimescaleDB policies, or delete expired rows; return rows deleted."""
-    deleted: dict[str, int] = {}
+async def apply_retention(conn: Conn, rules: list[RetentionRule]) -> Retention:
+    """Enforce retention inside the caller's transaction.
+
+    With TimescaleDB: set the retention and compression policies (idempotently; the jobs keep
+    their ids) and return the retention jobs for the caller to run. Without it: drop the
+    partitions of partitioned tables that lie wholly before the cutoff, keep partitions made
+    ahead, and delete expired rows of ordinary tables.
+    """
+    done = Retention()
     if await timescaledb_enabled(conn):
         for rule in rules:
-            await conn.execute(
-                "SELECT remove_retention_policy(%s::regclass, if_exists => true)", (rule.table,)
+            done.jobs[rule.table] = await partitions.set_retention_policy(
+                conn, rule.table, rule.interval
             )
-            await conn.execute(
-                "SELECT add_retention_policy(%s::regclass, %s::interval)",
-                (rule.table, rule.interval),
-            )
-        for table in ("klaviyo_events", "klaviyo_aggregated_metrics"):
-            await conn.execute(
-                "SELECT add_compression_policy(%s::regclass, %s::interval, if_not_exists => true)",
-                (table, f"{COMPRESS_AFTER_DAYS} days"),
-            )
-        return deleted
+        for table in partitions.COMPRESSED:
+            await partitions.set_compression_policy(conn, table)
+        return done
     for rule in rules:
+        if await partitions.is_partitioned(conn, rule.table):
+            # Ahead first: rows that waited in the DEFAULT partition move into their month,
+            # which then expires as a whole like any other.
+            await partitions.ensure_ahead(conn, rule.table)
+            done.dropped[rule.table] = len(
+                await partitions.drop_expired(conn, rule.table, rule.interval)
+            )
+            continue
         cur = await conn.execute(
             sql.SQL("DELETE FROM {t} WHERE {c} < now() - %s::interval").format(
                 t=sql.Identifier(rule.table), c=sql.Identifier(rule.column)
             ),
             (rule.interval,),
         )
-        deleted[rule.table] = cur.rowcount
-    return deleted
+        done.deleted[rule.table] = cur.rowcount
+    return done
+
+
+async def run_retention_jobs(conn: Conn, jobs: dict[str, int]) -> dict[str, int]:
+    """Run TimescaleDB retention jobs now (autocommit); return chunks dropped per table.
+
+    `CALL run_job()` runs the policy in this session. TimescaleDB's own scheduler runs them
+    too, but on PostgreSQL 15.20 it records every run as failed (an upstream bug).
+    """
+    dropped: dict[str, int] = {}
+    for table, job in jobs.items():
+        before = await partitions.chunk_count(conn, table)
+        await partitions.run_job(conn, job)
+        dropped[table] = before - await partitions.chunk_count(conn, table)
+    return dropped
+
+
+# A partitioned table or index is listed once, with the sizes and rows of its partitions.
+SIZES_SQL = """
+SELECT c.relname AS name, CASE WHEN c.relkind IN ('i', 'I') THEN 'index' ELSE 'table' END AS kind,
+       (SELECT coalesce(sum(pg_total_relation_size(t.relid)), 0) FROM pg_partition_tree(c.oid) t
+         WHERE t.isleaf)::bigint AS bytes,
+       (SELECT coalesce(sum(greatest(k.reltuples, 0)), 0) FROM pg_partition_tree(c.oid) t
+          JOIN pg_class k ON k.oid = t.relid WHERE t.isleaf)::bigint AS rows_estimate
+FROM pg_class c
+WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'i', 'I')
+  AND NOT c.relispartition
+"""
+# With TimescaleDB a hypertable's rows live in chunks (and compressed chunks) of another
+# schema: its size and rows come from TimescaleDB's functions.
+TIMESCALE_SIZES_SQL = """
+WITH ht AS (SELECT format('%I.%I', hypertable_schema, hypertable_name)::regclass AS oid
+            FROM timescaledb_information.hypertables)
+SELECT c.relname AS name, CASE WHEN c.relkind IN ('i', 'I') THEN 'index' ELSE 'table' END AS kind,
+       CASE WHEN c.oid IN (SELECT oid FROM ht) THEN hypertable_size(c.oid)
+            WHEN i.indrelid IN (SELECT oid FROM ht) THEN hypertable_index_size(c.oid)
+            ELSE pg_total_relation_size(c.oid) END::bigint AS bytes,
+       CASE WHEN c.oid IN (SELECT oid FROM ht) THEN approximate_row_count(c.oid)
+            ELSE greatest(c.reltuples, 0) END::bigint AS rows_estimate
+FROM pg_class c LEFT JOIN pg_index i ON i.indexrelid = c.oid
+WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'i', 'I')
+  AND NOT c.relispartition
+"""
+# Scans of an index: its own, its partitions' (plain PostgreSQL), its chunks' (TimescaleDB).
+UNUSED_SQL = """
+SELECT c.relname AS name
+FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid
+WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('i', 'I')
+  AND NOT c.relispartition AND NOT i.indisunique AND NOT i.indisprimary
+  AND (SELECT coalesce(sum(s.idx_scan), 0) FROM pg_partition_tree(c.oid) t
+        JOIN pg_stat_all_indexes s ON s.indexrelid = t.relid) = 0
+  {chunks}
+ORDER BY (SELECT coalesce(sum(pg_relation_size(t.relid)), 0) FROM pg_partition_tree(c.oid) t) DESC,
+         name
+"""
+# A chunk's copy of a hypertable index has the same definition after "USING".
+CHUNK_SCANS = """
+  AND NOT EXISTS (
+    SELECT 1 FROM timescaledb_information.chunks ch
+      JOIN pg_index ci ON ci.indrelid = format('%I.%I', ch.chunk_schema, ch.chunk_name)::regclass
+      JOIN pg_stat_all_indexes s ON s.indexrelid = ci.indexrelid
+     WHERE format('%I.%I', ch.hypertable_schema, ch.hypertable_name)::regclass = i.indrelid
+       AND s.idx_scan > 0
+       AND split_part(pg_get_indexdef(ci.indexrelid), ' USING ', 2)
+         = split_part(pg_get_indexdef(c.oid), ' USING ', 2))
+"""
 
 
 async def relation_sizes(conn: Conn) -> list[RelationSize]:
-    """Return every table and index of the public schema with its size, largest first."""
-    cur = await conn.execute(
-        "SELECT c.relname AS name, CASE c.relkind WHEN 'i' THEN 'index' ELSE 'table' END AS kind,"
-        " pg_total_relation_size(c.oid) AS bytes, greatest(c.reltuples, 0)::bigint AS rows_estimate"
-        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'i')"
-        " ORDER BY bytes DESC, name"
-    )
-    return [RelationSize(**row) for row in await cur.fetchall()]
+    """Return every table and index of the public schema with its size, largest first.
+
+    Partitioned tables, hypertables and their indexes count the partitions or chunks (and
+    TimescaleDB's compressed chunks) that hold their rows; partitions are not listed apart.
+    """
+    query = TIMESCALE_SIZES_SQL if await timescaledb_enabled(conn) else SIZES_SQL
+    cur = await conn.execute(query)
+    rows = [RelationSize(**row) for row in await cur.fetchall()]
+    return sorted(rows, key=lambda r: (-r.bytes, r.name))
 
 
 async def unused_indexes(conn: Conn) -> list[str]:
-    """Return indexes never scanned since statistics were reset (keys and unique ones excepted)."""
-    cur = await conn.execute(
-        "SELECT s.indexrelname AS name FROM pg_stat_user_indexes s"
-        " JOIN pg_index i ON i.indexrelid = s.indexrelid"
-        " WHERE s.schemaname = 'public' AND s.idx_scan = 0 AND NOT i.indisunique"
-        " AND NOT i.indisprimary ORDER BY pg_relation_size(s.indexrelid) DESC, name"
-    )
+    """Return indexes never scanned since statistics were reset (keys and unique ones excepted).
+
+    Scans of the partitions' or chunks' indexes count for the index they were made from.
+    """
+    chunks = CHUNK_SCANS if await timescaledb_enabled(conn) else ""
+    cur = await conn.execute(UNUSED_SQL.format(chunks=chunks))
     return [row["name"] for row in await cur.fetchall()]
 
 
@@ -156,7 +238,9 @@ async def run_maintenance(conninfo: str, rules: list[RetentionRule]) -> Maintena
     ) as conn:
         timescale = await timescaledb_enabled(conn)
         async with conn.transaction():
-            expired = await apply_retention(conn, rules)
+            retention = await apply_retention(conn, rules)
+        if retention.jobs:
+            retention.dropped.update(await run_retention_jobs(conn, retention.jobs))
         await conn.execute("ANALYZE")
         bloated = await bloated_indexes(conn)
         rebuilt: list[str] = []
@@ -171,10 +255,14 @@ async def run_maintenance(conninfo: str, rules: list[RetentionRule]) -> Maintena
         sizes = await relation_sizes(conn)
         unused = await unused_indexes(conn)
     if not timescale:
-        notes.append("TimescaleDB not installed: retention enforced by deleting expired rows")
+        notes.append(
+            "TimescaleDB not installed: retention drops expired monthly partitions"
+            " (and deletes expired rows of unpartitioned tables)"
+        )
     return MaintenanceReport(
         timescaledb=timescale,
-        expired_rows=expired,
+        expired_rows=retention.deleted,
+        dropped_partitions=retention.dropped,
         analyzed=True,
         sizes=sizes,
         unused_indexes=unused,

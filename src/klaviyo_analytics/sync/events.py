@@ -136,6 +136,8 @@ class EventWindows:
             updated = window.stored(min(times), max(times))
 
         if records:
+            lo, hi = min(times), max(times)
+            await self._db.run(lambda conn: _events.ensure_partitions(conn, lo, hi))
             await self._db.run(lambda conn: _events.ensure_references(conn, records))
 
         archive_as = "get_events" if self._options.archive_raw else None

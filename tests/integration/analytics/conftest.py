@@ -22,6 +22,7 @@ async def synced_template(
     conninfo = pg_server.create_database(name, template=template_db)
     async with sync_service(conninfo, sandbox) as service:
         await service.sync_all()
+    pg_server.seal_template(name)
     yield name
     pg_server.drop_database(name)
 

@@ -58,6 +58,7 @@ def synced_template(pg_server: PgServer, template_db: str, sandbox: SandboxServe
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, fill()).result()
+    pg_server.seal_template(name)
     yield name
     pg_server.drop_database(name)
 

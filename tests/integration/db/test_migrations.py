@@ -10,6 +10,7 @@ import pytest
 
 from klaviyo_analytics.db.migrate import Migration, load_migrations, migrate, status
 from klaviyo_analytics.errors import MigrationError
+from tests.fixtures.database import require_plain_postgresql, require_timescaledb
 
 EXPECTED_TABLES = {
     "klaviyo_metrics",
@@ -95,32 +96,36 @@ async def test_a_failing_migration_leaves_nothing_half_applied(empty_db_conninfo
         assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (0,)
 
 
-def test_timescaledb_absent_leaves_events_a_plain_table(db_conninfo: str) -> None:
+def test_without_timescaledb_events_and_raw_responses_are_partitioned_by_month(
+    db_conninfo: str,
+) -> None:
+    require_plain_postgresql(db_conninfo)
     with psycopg.connect(db_conninfo) as conn:
-        available = conn.execute(
-            "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
+        kinds = conn.execute(
+            "SELECT relname, relkind FROM pg_class"
+            " WHERE relname IN ('klaviyo_events', 'raw_api_responses') ORDER BY 1"
+        ).fetchall()
+        keys = conn.execute(
+            "SELECT pg_get_partkeydef('klaviyo_events'::regclass),"
+            " pg_get_partkeydef('raw_api_responses'::regclass)"
         ).fetchone()
-        if available and available[0]:
-            pytest.skip("TimescaleDB is installed on this server; covered by the hypertable test")
-        kind = conn.execute(
-            "SELECT relkind FROM pg_class WHERE relname = 'klaviyo_events'"
-        ).fetchone()
-    assert kind == ("r",)
+    assert kinds == [("klaviyo_events", "p"), ("raw_api_responses", "p")]
+    assert keys == ('RANGE ("timestamp")', "RANGE (fetched_at)")
 
 
 def test_timescaledb_present_makes_events_a_compressed_hypertable(db_conninfo: str) -> None:
+    require_timescaledb(db_conninfo)
     with psycopg.connect(db_conninfo) as conn:
-        installed = conn.execute(
-            "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'"
-        ).fetchone()
-        if not installed or not installed[0]:
-            pytest.skip(
-                "TimescaleDB is not installed on this server (not installable from this machine's "
-                "package registries); the plain-PostgreSQL path is tested instead"
-            )
         rows = conn.execute(
             "SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables"
+        ).fetchall()
+        settings = conn.execute(
+            "SELECT attname, segmentby_column_index, orderby_column_index"
+            " FROM timescaledb_information.compression_settings"
+            " WHERE hypertable_name = 'klaviyo_events' ORDER BY attname"
         ).fetchall()
     hypertables = dict(rows)
     assert hypertables.get("klaviyo_events") is True
     assert "fact_revenue" in hypertables
+    # Segments per metric, ordered by time and then id, the rest of the unique key (0014).
+    assert settings == [("id", None, 2), ("metric_id", 1, None), ("timestamp", None, 1)]

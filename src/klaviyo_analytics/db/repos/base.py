@@ -43,9 +43,20 @@ class Repository(Generic[R]):
     """Create, read, update, delete and bulk-upsert records of one table."""
 
     def __init__(
-        self, table: str, record: type[R], key: Sequence[str], *, touched: str | None = "synced_at"
+        self,
+        table: str,
+        record: type[R],
+        key: Sequence[str],
+        *,
+        touched: str | None = "synced_at",
+        skip_unchanged: bool = False,
     ) -> None:
-        """Describe the table; `touched` names the column set to now() when a row changes."""
+        """Describe the table; `touched` names the column set to now() when a row changes.
+
+        `skip_unchanged=True` leaves staged rows equal to the stored ones out of the batch
+        upsert altogether, so that they do not even reach ON CONFLICT: TimescaleDB decompresses
+        the compressed batches an ON CONFLICT check touches, changed or not.
+        """
         if not dataclasses.is_dataclass(record):
             raise TypeError(f"{record!r} is not a dataclass")
         self.table = table
@@ -53,6 +64,7 @@ class Repository(Generic[R]):
         self.columns: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(record))
         self.key: tuple[str, ...] = tuple(key)
         self.touched = touched
+        self.skip_unchanged = skip_unchanged
         missing = set(self.key) - set(self.columns)
         if missing:
             raise ValueError(f"key columns {sorted(missing)} are not fields of {record.__name__}")
@@ -147,8 +159,12 @@ class Repository(Generic[R]):
                 await copy.write_row(self._values(record))
         await self.before_merge(conn, self._stage)
         cur = await conn.execute(
-            sql.SQL("INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} {conflict}").format(
-                t=self._ident, cols=self._cols(), s=self._stage, conflict=self._on_conflict()
+            sql.SQL("INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} {where} {conflict}").format(
+                t=self._ident,
+                cols=self._cols(),
+                s=self._stage,
+                where=self._unchanged_filter(),
+                conflict=self._on_conflict(),
             )
         )
         return cur.rowcount
@@ -217,6 +233,26 @@ class Repository(Generic[R]):
 
     def _key_match(self) -> sql.Composed:
         return sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in self.key)
+
+    def _unchanged_filter(self) -> sql.Composable:
+        if not self.skip_unchanged:
+            return sql.SQL("")
+        others = [c for c in self.columns if c not in self.key]
+        stored = sql.SQL(", ").join(sql.SQL("o.{}").format(sql.Identifier(c)) for c in others)
+        staged = sql.SQL(", ").join(
+            sql.SQL("{s}.{c}").format(s=self._stage, c=sql.Identifier(c)) for c in others
+        )
+        return sql.SQL(
+            "WHERE NOT EXISTS (SELECT 1 FROM {t} o WHERE {keys} AND ({stored}) IS NOT DISTINCT FROM ({staged}))"
+        ).format(
+            t=self._ident,
+            keys=sql.SQL(" AND ").join(
+                sql.SQL("o.{c} = {s}.{c}").format(c=sql.Identifier(c), s=self._stage)
+                for c in self.key
+            ),
+            stored=stored,
+            staged=staged,
+        )
 
     def _on_conflict(self) -> sql.Composed:
         others = [c for c in self.columns if c not in self.key]

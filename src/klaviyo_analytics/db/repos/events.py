@@ -44,7 +44,7 @@ class EventRepository(Repository[Event]):
         """`references_ensured=True` is for a caller that runs `ensure_references` for every
         batch before writing it (as the sync does): the batch upsert then skips creating stubs,
         which would find nothing left to create."""
-        super().__init__("klaviyo_events", Event, ("id", "timestamp"))
+        super().__init__("klaviyo_events", Event, ("id", "timestamp"), skip_unchanged=True)
         self._references_ensured = references_ensured
 
     async def before_merge(self, conn: Conn, stage: sql.Identifier) -> None:
@@ -55,6 +55,9 @@ class EventRepository(Repository[Event]):
         """
         if self._references_ensured:
             return
+        staged = await self.staged_range(conn)
+        if staged is not None:
+            await self.ensure_partitions(conn, staged.start, staged.end)
         await conn.execute(
             sql.SQL(
                 "INSERT INTO klaviyo_profiles (id, is_stub) SELECT DISTINCT profile_id, true"
@@ -67,6 +70,20 @@ class EventRepository(Repository[Event]):
                 " FROM {s} ORDER BY 1 ON CONFLICT (id) DO NOTHING"
             ).format(s=stage)
         )
+
+    async def ensure_partitions(self, conn: Conn, start: datetime, end: datetime) -> int:
+        """Create the partitions (or TimescaleDB chunks) that [start, end] needs; return how many.
+
+        Run in a short transaction of its own before the events are written: creating one adds
+        foreign keys, which lock klaviyo_metrics and klaviyo_profiles, and a writer holding
+        locks there meanwhile would deadlock with it. Concurrent callers serialise only when
+        something is missing (see migration 0014).
+        """
+        cur = await conn.execute(
+            "SELECT ka_ensure_partitions('klaviyo_events', %s, %s) AS n", (start, end)
+        )
+        row = await cur.fetchone()
+        return int(row["n"]) if row else 0
 
     async def ensure_references(self, conn: Conn, events: Sequence[Event]) -> None:
         """Create stub profiles and metrics for a batch ahead of writing it.
