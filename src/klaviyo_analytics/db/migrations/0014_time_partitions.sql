@@ -46,7 +46,11 @@ BEGIN
         WHILE month <= hi LOOP
             month_end := ((month AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC';
             part := base || '_p' || to_char(month AT TIME ZONE 'UTC', 'YYYYMM');
-            IF to_regclass(quote_ident(part)) IS NULL THEN
+            -- A query of pg_class, not to_regclass(): after waiting for the lock, only a fresh
+            -- statement snapshot sees the partition another session just created (the catalog
+            -- cache to_regclass() reads is not refreshed by an advisory lock).
+            IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                            WHERE c.relname = part AND n.nspname = current_schema()) THEN
                 IF NOT locked THEN
                     PERFORM pg_advisory_xact_lock(hashtext('ka_ensure_partitions'), hashtext(parent::text));
                     locked := true;
