@@ -51,8 +51,12 @@ def role_url(pg_server: PgServer, db_name: str) -> Iterator[str]:
     else:
         url = f"postgresql://{role}:{quote(DB_PASSWORD)}@{host}:{port}/{db_name}"
     yield url
+    # The sync ran as this role, so it owns what it created in the test's database (a month's
+    # partition, say): drop that there, then the role.
+    for conninfo in (pg_server.conninfo(db_name), pg_server.admin_conninfo):
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
     with psycopg.connect(pg_server.admin_conninfo, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
         conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
 
 

@@ -48,7 +48,7 @@ async def test_a_stopped_profile_sync_resumes_after_its_last_stored_page(
     retry = RetryPolicy(attempts=1, base_s=0.01, cap_s=0.01)
     async with sync_service(db_conninfo, sandbox, transport=_CutAfter(2), retry=retry) as service:
         with pytest.raises(KlaviyoBadRequestError):
-            await service.sync_profiles()
+            await service.run("profiles")
     count, newest, cursor = _stored(db_conninfo)
     assert count == 200  # two pages of 100
     assert cursor is not None and newest is not None
@@ -59,7 +59,7 @@ async def test_a_stopped_profile_sync_resumes_after_its_last_stored_page(
     assert same, (cursor, newest)  # the checkpoint is the newest stored `updated`
 
     async with sync_service(db_conninfo, sandbox) as service:
-        resumed = await service.sync_profiles()
+        resumed = await service.run("profiles")
     assert resumed.status == "succeeded"
     assert resumed.fetched < total  # only what was not stored, plus the cursor's second
     assert _stored(db_conninfo)[0] == total
