@@ -201,7 +201,7 @@ def close_database(admin: str, name: str, *, wait_s: float = 15.0) -> int:
 
 def pg_restore_into(
     path: Path, *, conninfo: str, dbname: str, tools: PgTools, role: str | None = None
-) -> None:
+) -> str:
     """Restore archive `path` into the existing, empty database `dbname`, all or nothing.
 
     With `role` (a connection string of `restore_role`), pg_restore logs in as that role, so
@@ -210,14 +210,26 @@ def pg_restore_into(
     (--no-owner); grants are kept, so the roles they name (analytics_reader, etl_writer) must
     exist on the target server. An archive of a TimescaleDB database is restored by
     TimescaleDB's documented procedure (timescaledb_pre_restore/post_restore around it).
+    Returns the login the objects were restored as (`role`, or `conninfo`).
     Raises BackupError with pg_restore's last error lines.
     """
     procedure: AbstractContextManager[None] = nullcontext()
     if archive_uses_timescaledb(path, tools):
         procedure = timescaledb_restore(conninfo, dbname)
+        if role is not None:
+            # TimescaleDB's catalog and internal chunk schemas can only be restored by a
+            # superuser, so its archives are restored by the administrator; what keeps a
+            # crafted archive out is then the sidecar's HMAC alone (docs/backup.md).
+            logger.warning(
+                "%s holds a TimescaleDB database: restoring it as the administrator, not as "
+                "the restore role (TimescaleDB's catalog needs a superuser)",
+                path.name,
+            )
+            role = None
     with procedure:
         _pg_restore(path, conninfo=conninfo, dbname=dbname, tools=tools, role=role)
     logger.info("restored %s into database %s", path, dbname)
+    return role or conninfo
 
 
 def _pg_restore(

