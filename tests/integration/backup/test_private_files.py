@@ -39,7 +39,9 @@ def test_the_home_folder_of_an_embedded_server_is_closed_to_others(tmp_path: Pat
     home = tmp_path / "ka-home"
     home.mkdir(mode=0o755)  # as an older version left it
     home.chmod(0o755)
-    settings = load_settings(data_home=home)
+    # The embedded server even in the passes that point DATABASE_URL at another server.
+    settings = load_settings(data_home=home, database_url=None)
+    assert settings.database_url is None
     with database_server(settings):
         assert others_may(home) == 0, oct(home.stat().st_mode)
         assert others_may(settings.embedded_data_dir) == 0
