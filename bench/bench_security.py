@@ -8,9 +8,12 @@ server build (this checkout, and with `--base-src` the `src` folder of another c
 `git archive e0d5302 src | tar -x -C /tmp/base`), it starts uvicorn in its own process on
 127.0.0.1 (`CACHE_MAX_BYTES=16 MiB`) and measures:
 
-* heavy: a decomposition of the busiest metric at the largest size the new limits allow
-  (hourly, period 24, 250 days) while /health is polled every 100 ms: the request's time and
-  /health's worst latency during it;
+* idle: /health polled 40 times every 100 ms with nothing else running (the machine's noise);
+* first, heavy: a decomposition of the busiest metric (hourly, period 24, 250 days) while
+  /health is polled every 100 ms: the request's time and /health's p95 and worst latency
+  during it; "first" is the server's first fit (it may wait for worker processes to start);
+* largest: the same at the largest work the limits allow (hourly, period 15, 399 days:
+  9,576 buckets x 15 <= 150,000);
 * oversize: the issue's request (hourly, period 366, 2016-07-03..2026-07-01; 30 s client
   timeout) with /health polled the same way;
 * junk: RSS of the server before and after 50 hourly timeseries requests (400 days) that differ
@@ -127,12 +130,29 @@ async def heavy_with_health(base: str, path: str, params: dict[str, str]) -> dic
                 latencies.append(30.0)
             await asyncio.sleep(0.1)
         status, took = await task
+    return {"status": status, "took_s": round(took, 2), **health_figures(latencies)}
+
+
+def health_figures(latencies: list[float]) -> dict[str, Any]:
+    ordered = sorted(latencies)
+    p95 = ordered[int(0.95 * (len(ordered) - 1))] if ordered else 0.0
     return {
-        "status": status,
-        "took_s": round(took, 2),
-        "health_max_ms": round(max(latencies, default=0) * 1000, 1),
-        "health_polls": len(latencies),
+        "health_p95_ms": round(p95 * 1000, 1),
+        "health_max_ms": round(max(ordered, default=0) * 1000, 1),
+        "health_polls": len(ordered),
     }
+
+
+async def idle_health(base: str, polls: int = 40) -> dict[str, Any]:
+    """Poll /health with nothing else running: the machine's own noise, for comparison."""
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        for _ in range(polls):
+            started = time.perf_counter()
+            await http.get("/health")
+            latencies.append(time.perf_counter() - started)
+            await asyncio.sleep(0.1)
+    return health_figures(latencies)
 
 
 async def cache_growth(base: str, pid: int, today: date) -> dict[str, Any]:
@@ -166,16 +186,23 @@ async def measure(conninfo: str, src: Path | None, today: date) -> dict[str, Any
     with tempfile.TemporaryDirectory() as home:
         process, base = start_server(conninfo, src, Path(home))
         try:
-            hourly = {
-                "interval": "hour",
-                "period": "24",
-                "start": (today - timedelta(days=250)).isoformat(),
-                "end": (today - timedelta(days=1)).isoformat(),
-            }
-            result: dict[str, Any] = {
-                "heavy": await heavy_with_health(base, "/api/analytics/decomposition/m1", hourly),
-                "cache": await cache_growth(base, process.pid, today),
-            }
+
+            def hourly(days: int, period: int, ending: int = 1) -> dict[str, str]:
+                return {
+                    "interval": "hour",
+                    "period": str(period),
+                    "start": (today - timedelta(days=days + ending - 1)).isoformat(),
+                    "end": (today - timedelta(days=ending)).isoformat(),
+                }
+
+            path = "/api/analytics/decomposition/m1"
+            result: dict[str, Any] = {"idle": await idle_health(base)}
+            # The first fit may also wait for worker processes to start; the next ones do not
+            # (each asks for a different range, so none is a cache hit).
+            result["first"] = await heavy_with_health(base, path, hourly(250, 24, ending=2))
+            result["heavy"] = await heavy_with_health(base, path, hourly(250, 24))
+            result["largest"] = await heavy_with_health(base, path, hourly(399, 15))
+            result["cache"] = await cache_growth(base, process.pid, today)
             issue = {
                 "interval": "hour",
                 "period": "366",
@@ -214,7 +241,9 @@ def main() -> None:
         if args.base_src is not None:
             builds.insert(0, (f"before ({args.base_src})", args.base_src))
         for label, src in builds:
-            print(label, asyncio.run(measure(conninfo, src, today)), flush=True)
+            result = asyncio.run(measure(conninfo, src, today))
+            load = [round(x, 1) for x in os.getloadavg()]
+            print(label, result, "load average", load, flush=True)
 
 
 async def load_aggregates(conninfo: str, events: int) -> dict[str, float]:

@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     cache_max_entries: int = Field(default=1000, ge=1)
     cache_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     auth_failures_per_minute: int = Field(default=30, ge=1)
+    # Worker processes for STL, forecast fits and anomaly scans (each ~130 MiB once warm).
+    analysis_workers: int = Field(default=2, ge=1, le=32)
     metrics_require_key: bool = Field(default=False)
     api_docs_enabled: bool = Field(default=False)
     stale_after_minutes: int = Field(default=1440, ge=1)

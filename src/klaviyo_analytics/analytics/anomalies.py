@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
 
-import anyio
-import anyio.to_thread
 import numpy as np
 from statsmodels.tsa.seasonal import STL
 
+from klaviyo_analytics.analytics.compute import Offload, in_thread
 from klaviyo_analytics.analytics.errors import InvalidParameterError, SeriesTooShortError
 from klaviyo_analytics.analytics.forecast_models import Array
 from klaviyo_analytics.analytics.timeseries import metric_series
@@ -123,7 +122,7 @@ async def detect_anomalies(
     measure: Literal["count", "sum"] = "count",
     threshold: float = 3.5,
     store: bool = True,
-    limiter: anyio.CapacityLimiter | None = None,
+    offload: Offload = in_thread,
 ) -> list[Anomaly]:
     """Return the anomalous days of a metric's daily count or sum over [start, end), oldest first.
 
@@ -131,8 +130,8 @@ async def detect_anomalies(
     upserts, and days no longer flagged are removed); the caller commits.
     Raises InvalidParameterError for a threshold <= 0, an unknown measure or what metric_series
     refuses; UnknownMetricError for an unknown metric; SeriesTooShortError for fewer than 14 days
-    (STL needs two full weeks). The scoring runs in a worker thread (at most `limiter`'s
-    number at once, when given).
+    (STL needs two full weeks). The scoring runs through `offload` (a worker thread by default;
+    the API passes its worker processes).
     """
     if not threshold > 0:
         raise InvalidParameterError(f"threshold must be positive, not {threshold}")
@@ -146,9 +145,7 @@ async def detect_anomalies(
             f"{metric_id} has {len(series.points)} days in the range; anomaly detection needs "
             f"at least {2 * PERIOD} (two full weeks)"
         )
-    expected, scores = await anyio.to_thread.run_sync(
-        score_days, series.values, threshold, limiter=limiter
-    )
+    expected, scores = await offload(score_days, series.values, threshold)
     found: list[Anomaly] = []
     for i, point in enumerate(series.points):
         score = float(scores[i])

@@ -1,12 +1,18 @@
 """Errors raised by the analytics modules (shared by periods, KPIs, series, forecasts, anomalies).
 
 The API maps them to HTTP statuses: InvalidParameterError to 422 (or 400), UnknownMetricError to
-404, SeriesTooShortError to 422 (the request is valid; the data cannot support the answer).
+404, SeriesTooShortError to 422 (the request is valid; the data cannot support the answer),
+AnalysisUnavailableError to 503.
 """
 
 from __future__ import annotations
 
-from klaviyo_analytics.errors import FatalError, KlaviyoAnalyticsError, NotFoundError
+from klaviyo_analytics.errors import (
+    FatalError,
+    KlaviyoAnalyticsError,
+    NotFoundError,
+    RetryableError,
+)
 
 
 class InvalidParameterError(KlaviyoAnalyticsError, ValueError):
@@ -31,3 +37,7 @@ class ModelUnavailableError(FatalError):
     Defined here rather than beside the models so that code mapping errors (the API) does not
     import the modelling libraries (statsmodels, scipy, pandas: about 130 MiB resident).
     """
+
+
+class AnalysisUnavailableError(RetryableError):
+    """An analysis worker process stopped during a fit; the next fit starts a new one."""

@@ -10,7 +10,6 @@ docs/forecasting.md.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -20,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from klaviyo_analytics.analytics import periods
+from klaviyo_analytics.analytics.compute import Offload, in_thread
 from klaviyo_analytics.analytics.errors import (
     InvalidParameterError,
     ModelUnavailableError,
@@ -46,6 +46,7 @@ FOLD_DAYS = 14
 MAX_HORIZON_DAYS = 365
 MAX_HISTORY_DAYS = 3660
 LEVEL_RANGE = (0.5, 0.99)
+MAX_REFRESH_HORIZON_DAYS = 30
 PLACED_ORDER = "Placed Order"
 
 
@@ -256,7 +257,7 @@ def fit_history(
     model: Literal["auto", "seasonal_naive", "ets", "arima"] = "auto",
     history_days: int = 365,
 ) -> Forecast:
-    """Fit and forecast `history` (CPU-bound: run it in a worker thread); nothing is stored.
+    """Fit and forecast `history` (CPU-bound: run it through an Offload); nothing is stored.
 
     Counts are clipped at 0; sums are not (refunds are legal). The result's model_id is None.
     Raises InvalidParameterError for bad options, ModelUnavailableError when an explicitly
@@ -387,10 +388,12 @@ async def forecast_metric(
     model: Literal["auto", "seasonal_naive", "ets", "arima"] = "auto",
     history_days: int = 365,
     today: date | None = None,
+    offload: Offload = in_thread,
 ) -> Forecast:
     """Forecast a metric's daily count or sum from `today` (the store's date) and store it.
 
-    Reads the history (read_history), fits it in a worker thread (fit_history) and writes the
+    Reads the history (read_history), fits it through `offload` (fit_history; a worker thread
+    by default) and writes the
     model, predictions and backtest scores with `conn` (the caller commits).
     Raises what read_history and fit_history raise.
     """
@@ -398,7 +401,7 @@ async def forecast_metric(
     history = await read_history(
         conn, metric_id, tz=tz, measure=measure, history_days=history_days, today=today
     )
-    fitted = await asyncio.to_thread(
+    fitted = await offload(
         fit_history,
         history,
         horizon_days=horizon_days,
@@ -407,6 +410,114 @@ async def forecast_metric(
         history_days=history_days,
     )
     return await store_forecast(conn, fitted)
+
+
+# What the scheduler's refresh always fits (the dashboard's revenue forecast reads the sum).
+DEFAULT_REFRESH: tuple[dict[str, Any], int, float] = (
+    {"model": "auto", "history_days": 365},
+    MAX_REFRESH_HORIZON_DAYS,
+    0.95,
+)
+# A stored forecast asked for within this many days is fitted again by each refresh.
+REFRESH_REQUESTS_DAYS = 30
+
+
+@dataclass(frozen=True)
+class RefreshOutcome:
+    """What one refresh did: forecasts fitted, ones already fitted today, ones that failed."""
+
+    fitted: int
+    current: int
+    failed: dict[str, str]
+
+
+async def refresh_forecasts(
+    conn: Conn, *, tz: str, today: date, offload: Offload = in_thread
+) -> RefreshOutcome:
+    """Fit and store today's forecasts: Placed Order's revenue and orders with the default
+    options, and every option set stored in the last REFRESH_REQUESTS_DAYS days.
+
+    A series that cannot be forecast (too short, no model fits) is reported in `failed` and the
+    others go on; the caller commits. GETs then read these instead of fitting on request.
+    """
+    repo = ForecastRepository()
+    wanted: list[tuple[str, Literal["count", "sum"], dict[str, Any], int, float]] = []
+    try:
+        placed = await placed_order_metric(conn)
+    except UnknownMetricError:
+        placed = None
+    if placed is not None:
+        requested, horizon, level = DEFAULT_REFRESH
+        wanted.append((placed, "sum", requested, horizon, level))
+        wanted.append((placed, "count", requested, horizon, level))
+    since = today - timedelta(days=REFRESH_REQUESTS_DAYS)
+    for r in await repo.recent_requests(conn, trained_since=since):
+        parsed = parse_series_key(r.series_key)
+        if parsed is not None:
+            wanted.append((*parsed, r.requested, r.horizon_days, r.level))
+    fitted = current = 0
+    failed: dict[str, str] = {}
+    seen: set[str] = set()
+    for metric_id, measure, requested, horizon, level in wanted:
+        key = f"{series_key(metric_id, measure)} {requested} {horizon} {level}"
+        if key in seen:
+            continue
+        seen.add(key)
+        horizon = min(horizon, MAX_HORIZON_DAYS)
+        model = requested.get("model", "auto")
+        history_days = requested.get("history_days", 365)
+        if model not in ("auto", *MODEL_NAMES) or not isinstance(history_days, int):
+            failed[key] = f"stored options {requested} are not a forecast's"
+            continue
+        stored = await stored_forecast(
+            conn,
+            metric_id,
+            measure=measure,
+            horizon_days=horizon,
+            level=level,
+            model=model,
+            history_days=history_days,
+            today=today,
+        )
+        if stored is not None:
+            current += 1
+            continue
+        try:
+            await forecast_metric(
+                conn,
+                metric_id,
+                tz=tz,
+                measure=measure,
+                horizon_days=horizon,
+                level=level,
+                model=model,
+                history_days=history_days,
+                today=today,
+                offload=offload,
+            )
+        except (
+            SeriesTooShortError,
+            ModelUnavailableError,
+            InvalidParameterError,
+            UnknownMetricError,
+        ) as exc:
+            failed[key] = str(exc)
+            logger.info("forecast of %s not refreshed: %s", key, exc)
+            continue
+        fitted += 1
+    return RefreshOutcome(fitted, current, failed)
+
+
+def parse_series_key(key: str) -> tuple[str, Literal["count", "sum"]] | None:
+    """Return (metric id, measure) of a key series_key made, or None for any other key."""
+    parts = key.split(":")
+    if len(parts) != 4 or parts[0] != "metric" or parts[3] != "day":
+        return None
+    if parts[2] == "count":
+        return parts[1], "count"
+    if parts[2] == "sum":
+        return parts[1], "sum"
+    return None
 
 
 def series_key(metric_id: str, measure: str) -> str:

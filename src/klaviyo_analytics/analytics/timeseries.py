@@ -210,8 +210,27 @@ def lttb(points: Sequence[Point], threshold: int) -> list[Point]:
     return [points[k] for k in kept]
 
 
+Parts = tuple[list[float], list[float], list[float]]
+
+
 def decompose(series: Series, period: int = 7) -> Decomposition:
     """Split a series into trend, seasonal and residual parts with robust STL.
+
+    Raises what check_decomposable raises.
+    """
+    check_decomposable(series, period)
+    trend, seasonal, residual = stl_parts(series.values, period)
+    return Decomposition(
+        points=list(series.points),
+        trend=trend,
+        seasonal=seasonal,
+        residual=residual,
+        period=period,
+    )
+
+
+def check_decomposable(series: Series, period: int) -> None:
+    """Refuse a decomposition STL cannot do.
 
     Raises InvalidParameterError for a period < 2 and SeriesTooShortError when the series holds
     fewer than two full periods.
@@ -224,17 +243,21 @@ def decompose(series: Series, period: int = 7) -> Decomposition:
             f"{series.metric_id} has {n} {series.interval} buckets; decomposing with period "
             f"{period} needs at least {2 * period} (two full periods)"
         )
-    values = np.asarray(series.values, dtype=float)
+
+
+def stl_parts(values: Sequence[float], period: int) -> Parts:
+    """Return robust STL's (trend, seasonal, residual) of `values` (the CPU-heavy part).
+
+    Takes and returns plain floats so that a worker process receives and sends little.
+    """
     with warnings.catch_warnings():
         # STL on a constant stretch divides 0 by 0 in its robustness weights; the parts stay finite.
         warnings.simplefilter("ignore", RuntimeWarning)
-        result = STL(values, period=period, robust=True).fit()
-    return Decomposition(
-        points=list(series.points),
-        trend=[float(v) for v in result.trend],
-        seasonal=[float(v) for v in result.seasonal],
-        residual=[float(v) for v in result.resid],
-        period=period,
+        result = STL(np.asarray(values, dtype=float), period=period, robust=True).fit()
+    return (
+        [float(v) for v in result.trend],
+        [float(v) for v in result.seasonal],
+        [float(v) for v in result.resid],
     )
 
 

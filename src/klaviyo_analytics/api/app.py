@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from klaviyo_analytics import wiring
+from klaviyo_analytics.analytics.compute import Workers
 from klaviyo_analytics.api.auth import Authenticator, TokenBucket
 from klaviyo_analytics.api.cache import Cache, MemoryCache, RedisCache, groups_for_stream
 from klaviyo_analytics.api.deps import AppState
@@ -80,13 +81,15 @@ def create_app(
     klaviyo: KlaviyoClient | None = None,
     cache: Cache | None = None,
     clock: Clock = _utc_now,
+    warm_workers: bool = True,
 ) -> FastAPI:
     """Build the API app; its lifespan opens what was not passed in and closes what it opened.
 
     `database`: an open pool to use (else one is opened on `conninfo`, or on DATABASE_URL /
     DB_*); `klaviyo`: an open client (else one is opened when KLAVIYO_API_KEY is set); `cache`:
     a backend (else Redis when REDIS_URL is set, or an in-process cache); `clock`: what "now"
-    is, for "today" and for syncs.
+    is, for "today" and for syncs; `warm_workers`: start the analysis worker processes with the
+    app (in the background) rather than at the first fit.
     """
 
     @asynccontextmanager
@@ -125,6 +128,9 @@ def create_app(
             if client is None and settings.klaviyo_api_key is not None:
                 client = await stack.enter_async_context(wiring.klaviyo_client(settings))
 
+            workers = await stack.enter_async_context(
+                Workers(settings.analysis_workers, warm=warm_workers)
+            )
             auth = Authenticator(db)
             stack.push_async_callback(auth.aclose)
             state = AppState(
@@ -138,6 +144,7 @@ def create_app(
                 klaviyo=client,
                 syncs=None,
                 clock=clock,
+                workers=workers,
             )
             if client is not None:
                 pending: set[asyncio.Task[int]] = set()

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Annotated
 
-import anyio
 from fastapi import Depends, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from klaviyo_analytics.analytics.compute import Workers
 from klaviyo_analytics.analytics.errors import InvalidRangeError
 from klaviyo_analytics.analytics.periods import (
     PRESETS,
@@ -50,8 +50,6 @@ EARLIEST_DATE = date(1970, 1, 1)
 LATEST_DATE = date(2199, 12, 31)
 # Failed authentications allowed per client address per minute before 429.
 AUTH_FAILURES_PER_MINUTE = 30
-# How many CPU-heavy analyses (STL, anomaly scans, forecast fits) run at once, in worker threads.
-HEAVY_WORKERS = 2
 # Klaviyo answers a minute the server gives readers before a stream's first sync (shared).
 FALLBACK_ANSWERS_PER_MINUTE = 10
 
@@ -71,10 +69,8 @@ class AppState:
     klaviyo: KlaviyoClient | None
     syncs: SyncManager | None
     clock: Callable[[], datetime]
+    workers: Workers
     generation: int = 0
-    heavy: anyio.CapacityLimiter = field(
-        default_factory=lambda: anyio.CapacityLimiter(HEAVY_WORKERS)
-    )
     fallback_budget: TokenBucket = field(
         default_factory=lambda: TokenBucket(FALLBACK_ANSWERS_PER_MINUTE)
     )

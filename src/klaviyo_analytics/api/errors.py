@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from klaviyo_analytics import klaviyo as k
 from klaviyo_analytics.analytics.errors import (
+    AnalysisUnavailableError,
     InvalidParameterError,
     ModelUnavailableError,
     SeriesTooShortError,
@@ -133,6 +134,8 @@ def classify(exc: Exception) -> tuple[int, str, dict[str, str]]:
         return 422, "model_unavailable", {}
     if isinstance(exc, ConfigurationError):
         return 503, "not_configured", {}
+    if isinstance(exc, AnalysisUnavailableError):
+        return 503, "analysis_unavailable", {"Retry-After": "5"}
     if isinstance(exc, StatementTimeoutError):
         return 504, "query_timeout", {}
     if isinstance(exc, DatabaseUnavailableError):

@@ -13,6 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from klaviyo_analytics.analytics import forecast
+from klaviyo_analytics.analytics.compute import Offload, Workers, in_thread
+from klaviyo_analytics.analytics.periods import local_today, store_timezone
 from klaviyo_analytics.backup.dump import create_backup
 from klaviyo_analytics.backup.rotate import rotate
 from klaviyo_analytics.cli.backup import policy_of
@@ -51,9 +54,14 @@ def schedules(settings: Settings) -> dict[str, str]:
 
 
 def build_jobs(
-    settings: Settings, conninfo: str, db: Database, service: DataSyncService
+    settings: Settings,
+    conninfo: str,
+    db: Database,
+    service: DataSyncService,
+    offload: Offload = in_thread,
 ) -> list[Job]:
-    """Return the jobs: one per sync stream, recent events, maintenance and each backup kind."""
+    """Return the jobs: one per sync stream, recent events, forecasts, maintenance and each
+    backup kind. Forecast fits run through `offload`."""
     crons = schedules(settings)
     rules = maintenance.retention_rules(
         raw_responses_days=settings.retention_raw_responses_days,
@@ -79,10 +87,23 @@ def build_jobs(
         await asyncio.to_thread(rotate, settings.backup_path, policy=policy_of(settings))
         return result.info.path.name
 
+    async def forecasts() -> str:
+        tz = await db.run(lambda c: store_timezone(c, settings.account_timezone), readonly=True)
+        today = local_today(tz, datetime.now(UTC))
+        outcome = await db.run(
+            lambda c: forecast.refresh_forecasts(c, tz=tz, today=today, offload=offload)
+        )
+        return (
+            f"{outcome.fitted} fitted, {outcome.current} already current, "
+            f"{len(outcome.failed)} not possible"
+            + "".join(f"; {key}: {why}" for key, why in outcome.failed.items())
+        )
+
     jobs = [stream(n) for n in STREAMS]
     jobs.append(
         Job("recent-events", crons["recent-events"], lambda: service.sync_recent_events(24))
     )
+    jobs.append(Job("forecasts", crons["forecasts"], forecasts))
     jobs.append(
         Job(
             "maintenance",
@@ -120,10 +141,16 @@ def scheduler_command(
 
 
 async def _main(settings: Settings, conninfo: str, *, run_now: str | None, list_jobs: bool) -> int:
-    async with open_database(settings, conninfo) as db, klaviyo_client(settings) as client:
+    async with (
+        open_database(settings, conninfo) as db,
+        klaviyo_client(settings) as client,
+        Workers(settings.analysis_workers) as workers,
+    ):
         service = sync_service(db, client, options=sync_options(settings))
         scheduler = Scheduler(
-            db, build_jobs(settings, conninfo, db, service), timezone=settings.scheduler_timezone
+            db,
+            build_jobs(settings, conninfo, db, service, workers),
+            timezone=settings.scheduler_timezone,
         )
         if list_jobs:
             table = Table("job", "schedule", "next run")

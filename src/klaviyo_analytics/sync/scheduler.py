@@ -28,6 +28,8 @@ _jobs = JobRunRepository()
 DEFAULT_SCHEDULES: dict[str, str] = {
     **{s.name: s.schedule for s in REGISTRY},
     "recent-events": "30 */6 * * *",
+    # Forecasts end training yesterday, so a day needs one fit; later runs find it current.
+    "forecasts": "45 */6 * * *",
     "maintenance": "0 4 * * *",
     "backup-hourly": "5 * * * *",
     "backup-daily": "10 0 * * *",

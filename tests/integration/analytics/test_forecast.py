@@ -16,10 +16,12 @@ from klaviyo_analytics.analytics.forecast import (
     forecast_metric,
     forecast_orders,
     forecast_revenue,
+    refresh_forecasts,
     series_key,
+    stored_forecast,
 )
 from klaviyo_analytics.db.pool import Conn
-from klaviyo_analytics.db.repos.forecasts import ForecastRepository
+from klaviyo_analytics.db.repos.forecasts import ForecastRepository, PredictionRow
 from tests.integration.analytics.seriesdata import (
     NY,
     add_daily_values,
@@ -122,3 +124,70 @@ async def test_unknown_metrics_and_bad_options_are_refused(conn: Conn) -> None:
     ):
         with pytest.raises(InvalidParameterError):
             await forecast_metric(conn, "m-order", tz=NY, today=FIRST, **options)  # type: ignore[arg-type]
+
+
+async def test_the_refresh_stores_todays_forecasts_once_and_keeps_asked_options_current(
+    conn: Conn,
+) -> None:
+    await add_metric(conn, "m-order", "Placed Order")
+    await add_metric(conn, "m-short", "Short")
+    await add_daily_values(conn, "m-order", FIRST, revenue(70))
+    await add_daily_values(conn, "m-short", FIRST + timedelta(days=60), revenue(10))
+    yesterday = FIRST + timedelta(days=69)
+    today = yesterday + timedelta(days=1)
+    # An admin stored one with other options yesterday; a short series was forecast long ago.
+    await forecast_metric(
+        conn, "m-order", tz=NY, measure="count", horizon_days=7, level=0.8, today=yesterday
+    )
+
+    first = await refresh_forecasts(conn, tz=NY, today=today)
+    assert (first.fitted, first.current, first.failed) == (3, 0, {})
+    for measure, horizon, level in (("sum", 14, 0.95), ("count", 30, 0.95), ("count", 7, 0.8)):
+        found = await stored_forecast(
+            conn,
+            "m-order",
+            measure=measure,  # type: ignore[arg-type]
+            horizon_days=horizon,
+            level=level,
+            model="auto",
+            history_days=365,
+            today=today,
+        )
+        assert found is not None, (measure, horizon, level)
+        assert found.train_end == yesterday and len(found.points) == horizon
+
+    again = await refresh_forecasts(conn, tz=NY, today=today)
+    assert (again.fitted, again.current, again.failed) == (0, 3, {})
+
+
+async def test_the_refresh_reports_a_series_it_cannot_forecast_and_fits_the_others(
+    conn: Conn,
+) -> None:
+    await add_metric(conn, "m-order", "Placed Order")
+    await add_daily_values(conn, "m-order", FIRST, revenue(70))
+    await add_metric(conn, "m-new", "New")
+    await add_daily_values(conn, "m-new", FIRST + timedelta(days=50), revenue(20))
+    today = FIRST + timedelta(days=70)
+    repo = ForecastRepository()
+    # Stored earlier for a metric with too little history now, and for one no longer synced.
+    for key in (series_key("m-new", "count"), series_key("m-gone", "sum")):
+        model_id = await repo.save_model(
+            conn,
+            series_key=key,
+            model_name="ets",
+            parameters={"requested": {"model": "auto", "history_days": 365}},
+            train_start=FIRST,
+            train_end=today - timedelta(days=3),
+            horizon_days=7,
+        )
+        await repo.save_predictions(
+            conn, model_id, [PredictionRow(today, 1.0, 0.0, 2.0)], level=0.9
+        )
+
+    outcome = await refresh_forecasts(conn, tz=NY, today=today)
+    assert outcome.fitted == 2 and outcome.current == 0
+    assert sorted(k.split(" ")[0] for k in outcome.failed) == [
+        series_key("m-gone", "sum"),
+        series_key("m-new", "count"),
+    ]
+    assert all(why for why in outcome.failed.values())

@@ -151,8 +151,14 @@ async def make_api(tmp_path: Path, sandbox: SandboxServer) -> AsyncIterator[ApiF
                 else None
             )
             try:
+                # Workers start at a test's first fit, not with every app (each costs ~2 CPU-s).
                 app = create_app(
-                    settings, database=db, klaviyo=client, cache=cache, clock=clock or fixed_clock()
+                    settings,
+                    database=db,
+                    klaviyo=client,
+                    cache=cache,
+                    clock=clock or fixed_clock(),
+                    warm_workers=False,
                 )
                 # A second app on the same database replaces the first one's keys (names of
                 # active keys are unique per role).

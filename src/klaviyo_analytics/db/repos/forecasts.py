@@ -47,6 +47,16 @@ class StoredForecast:
     scores: list[ScoreRow]
 
 
+@dataclass(frozen=True, slots=True)
+class ForecastRequest:
+    """The options a stored forecast was fitted for (what a refresh fits again)."""
+
+    series_key: str
+    requested: dict[str, Any]
+    horizon_days: int
+    level: float
+
+
 class ForecastRepository:
     """Writes and reads `forecast_models`, `forecast_predictions` and `model_performance`."""
 
@@ -106,6 +116,29 @@ class ForecastRepository:
         return [
             PredictionRow(
                 r["date"], float(r["predicted"]), float(r["lower_bound"]), float(r["upper_bound"])
+            )
+            for r in await cur.fetchall()
+        ]
+
+    async def recent_requests(self, conn: Conn, *, trained_since: date) -> list[ForecastRequest]:
+        """Return each distinct set of options a forecast was stored for since `trained_since`.
+
+        Per series, requested options and level, the largest horizon asked for.
+        """
+        cur = await conn.execute(
+            "SELECT m.series_key, m.parameters -> 'requested' AS requested, p.level,"
+            " max(m.horizon_days) AS horizon_days"
+            " FROM forecast_models m"
+            " JOIN LATERAL (SELECT DISTINCT level FROM forecast_predictions"
+            "               WHERE model_id = m.id) p ON true"
+            " WHERE m.trained_at >= %s AND m.parameters ? 'requested'"
+            " GROUP BY 1, 2, 3"
+            " ORDER BY m.series_key, p.level, (m.parameters -> 'requested')::text",
+            (trained_since,),
+        )
+        return [
+            ForecastRequest(
+                r["series_key"], dict(r["requested"]), int(r["horizon_days"]), float(r["level"])
             )
             for r in await cur.fetchall()
         ]
