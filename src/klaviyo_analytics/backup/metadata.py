@@ -152,6 +152,27 @@ def read_info(path: Path, *, key_file: Path | None = None) -> BackupInfo:
     Raises BackupError naming the file when the sidecar is missing, unreadable, unsigned or
     its signature does not match (edited or forged).
     """
+    raw = _sidecar(path)
+    key = load_key(key_file or default_key_file(path))
+    signature = raw.get("hmac")
+    if not isinstance(signature, str) or not hmac.compare_digest(signature, _signature(raw, key)):
+        raise BackupError(
+            f"metadata file {sidecar_path(path)} is not authentic (edited, forged, or made by "
+            "another machine or an older version): its backup is refused; if you know where it "
+            f"came from, `klaviyo-analytics backup trust {path.name}` signs it"
+        )
+    return _info(path, raw)
+
+
+def read_unsigned_info(path: Path) -> BackupInfo:
+    """Read the sidecar of backup `path` without checking its signature (to sign it anew).
+
+    Raises BackupError naming the file when the sidecar is missing or unreadable.
+    """
+    return _info(path, _sidecar(path))
+
+
+def _sidecar(path: Path) -> dict[str, Any]:
     side = sidecar_path(path)
     try:
         raw = json.loads(side.read_text())
@@ -159,13 +180,13 @@ def read_info(path: Path, *, key_file: Path | None = None) -> BackupInfo:
         raise BackupError(f"no metadata file {side} beside backup {path}") from None
     except (OSError, ValueError) as exc:
         raise BackupError(f"metadata file {side} is unreadable: {exc}") from exc
-    key = load_key(key_file or default_key_file(path))
-    signature = raw.get("hmac") if isinstance(raw, dict) else None
-    if not isinstance(signature, str) or not hmac.compare_digest(signature, _signature(raw, key)):
-        raise BackupError(
-            f"metadata file {side} is not authentic (edited, forged, or made by another "
-            "machine or an older version): its backup is refused"
-        )
+    if not isinstance(raw, dict):
+        raise BackupError(f"metadata file {side} is unreadable: not a JSON object")
+    return raw
+
+
+def _info(path: Path, raw: dict[str, Any]) -> BackupInfo:
+    side = sidecar_path(path)
     try:
         return BackupInfo(
             path=path,

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from klaviyo_analytics.backup.database import (
@@ -24,7 +24,15 @@ from klaviyo_analytics.backup.database import (
     restore_role,
 )
 from klaviyo_analytics.backup.errors import BackupCorruptError, BackupError
-from klaviyo_analytics.backup.metadata import BackupInfo, Clock, mark_verified, read_info, utc_now
+from klaviyo_analytics.backup.metadata import (
+    BackupInfo,
+    Clock,
+    mark_verified,
+    read_info,
+    read_unsigned_info,
+    utc_now,
+    write_info,
+)
 from klaviyo_analytics.backup.tools import (
     PgTools,
     connect,
@@ -57,6 +65,27 @@ def sha256_of(path: Path) -> str:
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def trust_backup(path: Path, *, key_file: Path) -> BackupInfo:
+    """Sign the sidecar of a backup this machine did not sign (an older version's, another
+    machine's) with the key in `key_file`, once the dump still has the checksum it records.
+
+    A signed sidecar is what lets verify and restore trust a dump, so this is for backups whose
+    origin the operator knows. The verification mark is cleared: verify it again.
+    Raises BackupError when the sidecar is missing or unreadable, BackupCorruptError when the
+    dump's checksum differs from its sidecar's.
+    """
+    info = read_unsigned_info(path)
+    actual = sha256_of(path)
+    if actual != info.sha256:
+        raise BackupCorruptError(
+            f"backup {path} does not match its metadata (sha256 {actual[:12]}…, recorded "
+            f"{info.sha256[:12]}…): not signed"
+        )
+    trusted = replace(info, verified=False, verified_at=None, trial_restored=False)
+    write_info(trusted, key_file=key_file)
+    return trusted
 
 
 def verify_backup(

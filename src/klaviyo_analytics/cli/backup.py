@@ -25,7 +25,7 @@ from klaviyo_analytics.backup.metadata import (
 )
 from klaviyo_analytics.backup.restore import restore_backup
 from klaviyo_analytics.backup.rotate import RetentionPolicy, rotate
-from klaviyo_analytics.backup.verify import verify_backup
+from klaviyo_analytics.backup.verify import trust_backup, verify_backup
 from klaviyo_analytics.cli.common import fail_cleanly, load
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.databases import ensure_database
@@ -147,6 +147,35 @@ def verify_command(
         extra = ", trial restore matched every row count" if report.trial_restored else ""
         console.print(
             f"backup {path} is good: checksum ok, {report.tables_listed} tables listed{extra}",
+            highlight=False,
+        )
+
+
+@backup_app.command("trust")
+def trust_command(
+    file: Annotated[
+        Path, typer.Argument(help="The backup file (a path, or a name in BACKUP_DIR).")
+    ],
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", help="Confirm that you know where this backup came from."),
+    ] = False,
+) -> None:
+    """Sign a backup made by an older version or another machine, so it can be verified and
+    restored here. Only for backups you know the origin of: restoring runs what the dump holds.
+    """
+    settings = load()
+    with fail_cleanly():
+        path = resolve_backup(settings, file)
+        if not yes:
+            raise BackupError(
+                f"signing {path.name} makes this machine trust what it holds; "
+                "run again with --yes if you know where it came from"
+            )
+        info = trust_backup(path, key_file=settings.backup_path / KEY_FILE)
+        console.print(
+            f"signed {path.name} (a {info.kind} backup of {info.database} from "
+            f"{info.created_at:%Y-%m-%d %H:%M} UTC, checksum ok); verify it next",
             highlight=False,
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -96,4 +97,45 @@ def test_bad_input_exits_nonzero_with_a_clear_message(tmp_path: Path) -> None:
     empty = run_cli("list", env=env)
     assert empty.returncode == 0 and "0 backup(s)" in empty.stdout
     for result in (kind, missing, when, empty):
+        assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_a_backup_from_an_older_version_is_refused_until_trusted_then_verifies(
+    db_conninfo: str, tmp_path: Path
+) -> None:
+    seed(db_conninfo, events=50)
+    env = {
+        "DATABASE_URL": db_conninfo,
+        "KLAVIYO_ANALYTICS_HOME": str(tmp_path / "home"),
+        "BACKUP_DIR": str(tmp_path / "backups"),
+    }
+    assert run_cli("create", "--kind", "daily", env=env).returncode == 0
+    [dump] = (tmp_path / "backups" / "daily").glob("*.dump")
+    sidecar = dump.with_name(dump.name + ".json")
+    # An older version wrote no signature.
+    old = json.loads(sidecar.read_text())
+    del old["hmac"]
+    sidecar.write_text(json.dumps(old))
+
+    refused = run_cli("verify", dump.name, env=env)
+    assert refused.returncode == 1 and "not authentic" in refused.stderr
+    assert f"backup trust {dump.name}" in refused.stderr
+    unconfirmed = run_cli("trust", dump.name, env=env)
+    assert unconfirmed.returncode == 1 and "--yes" in unconfirmed.stderr
+    assert "hmac" not in json.loads(sidecar.read_text())
+
+    trusted = run_cli("trust", dump.name, "--yes", env=env)
+    assert trusted.returncode == 0, trusted.stderr
+    assert "signed" in trusted.stdout and "checksum ok" in trusted.stdout
+    verified = run_cli("verify", dump.name, env=env)
+    assert verified.returncode == 0, verified.stderr
+
+    # A dump whose bytes no longer match what its sidecar records is never signed.
+    del old["sha256"]
+    old["sha256"] = "0" * 64
+    sidecar.write_text(json.dumps(old))
+    tampered = run_cli("trust", dump.name, "--yes", env=env)
+    assert tampered.returncode == 1 and "does not match its metadata" in tampered.stderr
+    assert "hmac" not in json.loads(sidecar.read_text())
+    for result in (refused, unconfirmed, trusted, tampered):
         assert "Traceback" not in result.stderr + result.stdout
