@@ -50,6 +50,24 @@ MAX_REFRESH_HORIZON_DAYS = 30
 PLACED_ORDER = "Placed Order"
 
 
+ModelChoice = Literal["auto", "seasonal_naive", "ets", "arima"]
+
+
+@dataclass(frozen=True)
+class ForecastOptions:
+    """What a forecast is asked for: the measure, days ahead, interval level, model, history."""
+
+    measure: Literal["count", "sum"] = "count"
+    horizon_days: int = 30
+    level: float = 0.95
+    model: ModelChoice = "auto"
+    history_days: int = 365
+
+    def requested(self) -> dict[str, Any]:
+        """Return what is stored with a forecast so later reads can find it."""
+        return requested_options(self.model, self.history_days)
+
+
 @dataclass(frozen=True)
 class ForecastPoint:
     """One forecast day: the prediction and its interval at the forecast's level."""
@@ -249,22 +267,16 @@ def requested_options(model: str, history_days: int) -> dict[str, Any]:
     return {"model": model, "history_days": history_days}
 
 
-def fit_history(
-    history: History,
-    *,
-    horizon_days: int = 30,
-    level: float = 0.95,
-    model: Literal["auto", "seasonal_naive", "ets", "arima"] = "auto",
-    history_days: int = 365,
-) -> Forecast:
+def fit_history(history: History, options: ForecastOptions) -> Forecast:
     """Fit and forecast `history` (CPU-bound: run it through an Offload); nothing is stored.
 
     Counts are clipped at 0; sums are not (refunds are legal). The result's model_id is None.
     Raises InvalidParameterError for bad options, ModelUnavailableError when an explicitly
     requested model cannot be fitted to this series.
     """
-    check_options(horizon_days, level, model)
-    result = forecast_values(history.y, horizon=horizon_days, level=level, model=model)
+    horizon_days, level = options.horizon_days, options.level
+    check_options(horizon_days, level, options.model)
+    result = forecast_values(history.y, horizon=horizon_days, level=level, model=options.model)
     logger.info(
         "forecast %s %s: %s chosen from %d candidates in %.2fs",
         history.metric_id,
@@ -288,7 +300,7 @@ def fit_history(
         **p.parameters,
         "history_days": len(history.y),
         "fit_seconds": round(result.seconds, 3),
-        "requested": requested_options(model, history_days),
+        "requested": options.requested(),
     }
     return Forecast(
         metric_id=history.metric_id,
@@ -339,32 +351,24 @@ async def store_forecast(conn: Conn, fitted: Forecast) -> Forecast:
 
 
 async def stored_forecast(
-    conn: Conn,
-    metric_id: str,
-    *,
-    measure: Literal["count", "sum"],
-    horizon_days: int,
-    level: float,
-    model: str,
-    history_days: int,
-    today: date,
+    conn: Conn, metric_id: str, options: ForecastOptions, *, today: date
 ) -> Forecast | None:
     """Return the stored forecast fitted today for these options (read-only), if any."""
     found = await ForecastRepository().find_stored(
         conn,
-        series_key=series_key(metric_id, measure),
+        series_key=series_key(metric_id, options.measure),
         train_end=today - timedelta(days=1),
-        requested=requested_options(model, history_days),
-        horizon_days=horizon_days,
-        level=level,
+        requested=options.requested(),
+        horizon_days=options.horizon_days,
+        level=options.level,
     )
     if found is None:
         return None
     return Forecast(
         metric_id=metric_id,
-        measure=measure,
+        measure=options.measure,
         model_name=found.model_name,
-        level=level,
+        level=options.level,
         points=[ForecastPoint(r.date, r.predicted, r.lower, r.upper) for r in found.predictions],
         backtest=[
             ModelScore(s.model_name, s.mape, s.rmse, s.mae, s.coverage, s.folds)
@@ -385,7 +389,7 @@ async def forecast_metric(
     measure: Literal["count", "sum"] = "count",
     horizon_days: int = 30,
     level: float = 0.95,
-    model: Literal["auto", "seasonal_naive", "ets", "arima"] = "auto",
+    model: ModelChoice = "auto",
     history_days: int = 365,
     today: date | None = None,
     offload: Offload = in_thread,
@@ -393,31 +397,36 @@ async def forecast_metric(
     """Forecast a metric's daily count or sum from `today` (the store's date) and store it.
 
     Reads the history (read_history), fits it through `offload` (fit_history; a worker thread
-    by default) and writes the
-    model, predictions and backtest scores with `conn` (the caller commits).
-    Raises what read_history and fit_history raise.
+    by default) and writes the model, predictions and backtest scores with `conn` (the caller
+    commits). Raises what read_history and fit_history raise.
     """
-    check_options(horizon_days, level, model)
+    options = ForecastOptions(measure, horizon_days, level, model, history_days)
+    return await _fit_and_store(conn, metric_id, options, tz=tz, today=today, offload=offload)
+
+
+async def _fit_and_store(
+    conn: Conn,
+    metric_id: str,
+    options: ForecastOptions,
+    *,
+    tz: str,
+    today: date | None,
+    offload: Offload,
+) -> Forecast:
+    check_options(options.horizon_days, options.level, options.model)
     history = await read_history(
-        conn, metric_id, tz=tz, measure=measure, history_days=history_days, today=today
+        conn,
+        metric_id,
+        tz=tz,
+        measure=options.measure,
+        history_days=options.history_days,
+        today=today,
     )
-    fitted = await offload(
-        fit_history,
-        history,
-        horizon_days=horizon_days,
-        level=level,
-        model=model,
-        history_days=history_days,
-    )
-    return await store_forecast(conn, fitted)
+    return await store_forecast(conn, await offload(fit_history, history, options))
 
 
 # What the scheduler's refresh always fits (the dashboard's revenue forecast reads the sum).
-DEFAULT_REFRESH: tuple[dict[str, Any], int, float] = (
-    {"model": "auto", "history_days": 365},
-    MAX_REFRESH_HORIZON_DAYS,
-    0.95,
-)
+DEFAULT_REFRESH = ForecastOptions(horizon_days=MAX_REFRESH_HORIZON_DAYS)
 # A stored forecast asked for within this many days is fitted again by each refresh.
 REFRESH_REQUESTS_DAYS = 30
 
@@ -437,64 +446,38 @@ async def refresh_forecasts(
     """Fit and store today's forecasts: Placed Order's revenue and orders with the default
     options, and every option set stored in the last REFRESH_REQUESTS_DAYS days.
 
-    A series that cannot be forecast (too short, no model fits) is reported in `failed` and the
-    others go on; the caller commits. GETs then read these instead of fitting on request.
+    A series that cannot be forecast (too short, no model fits, no longer synced) is reported
+    in `failed` by its key and the others go on; the caller commits. GETs then read these
+    instead of fitting on request.
     """
-    repo = ForecastRepository()
-    wanted: list[tuple[str, Literal["count", "sum"], dict[str, Any], int, float]] = []
+    wanted: list[tuple[str, ForecastOptions]] = []
     try:
         placed = await placed_order_metric(conn)
     except UnknownMetricError:
         placed = None
     if placed is not None:
-        requested, horizon, level = DEFAULT_REFRESH
-        wanted.append((placed, "sum", requested, horizon, level))
-        wanted.append((placed, "count", requested, horizon, level))
-    since = today - timedelta(days=REFRESH_REQUESTS_DAYS)
-    for r in await repo.recent_requests(conn, trained_since=since):
-        parsed = parse_series_key(r.series_key)
-        if parsed is not None:
-            wanted.append((*parsed, r.requested, r.horizon_days, r.level))
-    fitted = current = 0
+        wanted.append((placed, replace(DEFAULT_REFRESH, measure="sum")))
+        wanted.append((placed, replace(DEFAULT_REFRESH, measure="count")))
     failed: dict[str, str] = {}
-    seen: set[str] = set()
-    for metric_id, measure, requested, horizon, level in wanted:
-        key = f"{series_key(metric_id, measure)} {requested} {horizon} {level}"
-        if key in seen:
+    since = today - timedelta(days=REFRESH_REQUESTS_DAYS)
+    for r in await ForecastRepository().recent_requests(conn, trained_since=since):
+        parsed = parse_series_key(r.series_key)
+        model, history_days = r.requested.get("model"), r.requested.get("history_days")
+        if parsed is None or model not in ("auto", *MODEL_NAMES):
+            continue  # not a forecast this module stored
+        if not isinstance(history_days, int):
             continue
-        seen.add(key)
-        horizon = min(horizon, MAX_HORIZON_DAYS)
-        model = requested.get("model", "auto")
-        history_days = requested.get("history_days", 365)
-        if model not in ("auto", *MODEL_NAMES) or not isinstance(history_days, int):
-            failed[key] = f"stored options {requested} are not a forecast's"
-            continue
-        stored = await stored_forecast(
-            conn,
-            metric_id,
-            measure=measure,
-            horizon_days=horizon,
-            level=level,
-            model=model,
-            history_days=history_days,
-            today=today,
-        )
-        if stored is not None:
+        metric_id, measure = parsed
+        horizon = min(r.horizon_days, MAX_HORIZON_DAYS)
+        wanted.append((metric_id, ForecastOptions(measure, horizon, r.level, model, history_days)))
+    fitted = current = 0
+    for metric_id, options in dict.fromkeys(wanted):
+        if await stored_forecast(conn, metric_id, options, today=today) is not None:
             current += 1
             continue
+        key = f"{series_key(metric_id, options.measure)} {options}"
         try:
-            await forecast_metric(
-                conn,
-                metric_id,
-                tz=tz,
-                measure=measure,
-                horizon_days=horizon,
-                level=level,
-                model=model,
-                history_days=history_days,
-                today=today,
-                offload=offload,
-            )
+            await _fit_and_store(conn, metric_id, options, tz=tz, today=today, offload=offload)
         except (
             SeriesTooShortError,
             ModelUnavailableError,

@@ -13,6 +13,7 @@ from klaviyo_analytics.analytics.errors import (
     UnknownMetricError,
 )
 from klaviyo_analytics.analytics.forecast import (
+    ForecastOptions,
     forecast_metric,
     forecast_orders,
     forecast_revenue,
@@ -130,12 +131,10 @@ async def test_the_refresh_stores_todays_forecasts_once_and_keeps_asked_options_
     conn: Conn,
 ) -> None:
     await add_metric(conn, "m-order", "Placed Order")
-    await add_metric(conn, "m-short", "Short")
     await add_daily_values(conn, "m-order", FIRST, revenue(70))
-    await add_daily_values(conn, "m-short", FIRST + timedelta(days=60), revenue(10))
     yesterday = FIRST + timedelta(days=69)
     today = yesterday + timedelta(days=1)
-    # An admin stored one with other options yesterday; a short series was forecast long ago.
+    # An admin stored one with other options yesterday.
     await forecast_metric(
         conn, "m-order", tz=NY, measure="count", horizon_days=7, level=0.8, today=yesterday
     )
@@ -143,16 +142,8 @@ async def test_the_refresh_stores_todays_forecasts_once_and_keeps_asked_options_
     first = await refresh_forecasts(conn, tz=NY, today=today)
     assert (first.fitted, first.current, first.failed) == (3, 0, {})
     for measure, horizon, level in (("sum", 14, 0.95), ("count", 30, 0.95), ("count", 7, 0.8)):
-        found = await stored_forecast(
-            conn,
-            "m-order",
-            measure=measure,  # type: ignore[arg-type]
-            horizon_days=horizon,
-            level=level,
-            model="auto",
-            history_days=365,
-            today=today,
-        )
+        options = ForecastOptions(measure, horizon, level)  # type: ignore[arg-type]
+        found = await stored_forecast(conn, "m-order", options, today=today)
         assert found is not None, (measure, horizon, level)
         assert found.train_end == yesterday and len(found.points) == horizon
 

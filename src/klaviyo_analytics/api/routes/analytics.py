@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -420,6 +420,20 @@ HistoryDays = Annotated[
 ]
 
 
+def forecast_options(
+    horizon: Horizon = 30,
+    level: Level = 0.95,
+    model: ForecastModel = "auto",
+    measure: Literal["count", "sum"] = "count",
+    history_days: HistoryDays = 365,
+) -> forecast.ForecastOptions:
+    """Read a forecast's options from the query (each validated, 422 otherwise)."""
+    return forecast.ForecastOptions(measure, horizon, level, model, history_days)
+
+
+Options = Annotated[forecast.ForecastOptions, Depends(forecast_options)]
+
+
 def _forecast_body(f: forecast.Forecast, tz: str) -> ForecastResponse:
     return ForecastResponse(
         source="database",
@@ -451,32 +465,21 @@ def _forecast_body(f: forecast.Forecast, tz: str) -> ForecastResponse:
 
 
 async def _fit(
-    state: AppState,
-    metric_id: str,
-    *,
-    tz: str,
-    today: date,
-    measure: Literal["count", "sum"],
-    horizon: int,
-    level: float,
-    model: ForecastModel,
-    history_days: int,
+    state: AppState, metric_id: str, options: forecast.ForecastOptions, *, tz: str, today: date
 ) -> forecast.Forecast:
     """Read the history (read-only) and fit it in a worker process; nothing is written."""
     history = await state.db.run(
         lambda c: forecast.read_history(
-            c, metric_id, tz=tz, measure=measure, history_days=history_days, today=today
+            c,
+            metric_id,
+            tz=tz,
+            measure=options.measure,
+            history_days=options.history_days,
+            today=today,
         ),
         readonly=True,
     )
-    return await state.workers(
-        forecast.fit_history,
-        history,
-        horizon_days=horizon,
-        level=level,
-        model=model,
-        history_days=history_days,
-    )
+    return await state.workers(forecast.fit_history, history, options)
 
 
 @router.get(
@@ -486,57 +489,30 @@ async def _fit(
     responses=NOT_FOUND,
 )
 async def forecast_of(
-    request: Request,
-    state: State,
-    principal: Caller,
-    metric_id: MetricId,
-    horizon: Horizon = 30,
-    level: Level = 0.95,
-    model: ForecastModel = "auto",
-    measure: Literal["count", "sum"] = "count",
-    history_days: HistoryDays = 365,
+    request: Request, state: State, principal: Caller, metric_id: MetricId, options: Options
 ) -> Response:
     """Return today's stored forecast for these options, else fit one without storing it.
 
-    Read-only: forecasts are stored by the scheduler's refresh or an admin's POST to this path.
-    `auto` picks the model with the best backtest. 422 with less than four weeks of history,
-    or history_days over MAX_REQUEST_HISTORY_DAYS when nothing is stored for them.
+    Read-only: forecasts are stored by the scheduler's forecasts job or an admin's POST to this
+    path. `auto` picks the model with the best backtest. 422 with less than four weeks of
+    history, or history_days over MAX_REQUEST_HISTORY_DAYS when nothing is stored for them.
     """
     tz = await state.timezone()
     today = local_today(tz, state.clock())
 
     async def produce() -> ForecastResponse:
         found = await state.db.run(
-            lambda c: forecast.stored_forecast(
-                c,
-                metric_id,
-                measure=measure,
-                horizon_days=horizon,
-                level=level,
-                model=model,
-                history_days=history_days,
-                today=today,
-            ),
+            lambda c: forecast.stored_forecast(c, metric_id, options, today=today),
             readonly=True,
         )
         if found is None:
-            if history_days > MAX_REQUEST_HISTORY_DAYS:
+            if options.history_days > MAX_REQUEST_HISTORY_DAYS:
                 raise InvalidQueryError(
                     "history_days",
-                    f"no forecast is stored for {history_days} days of history, and one fitted "
-                    f"on request reads at most {MAX_REQUEST_HISTORY_DAYS}",
+                    f"no forecast is stored for {options.history_days} days of history, and "
+                    f"one fitted on request reads at most {MAX_REQUEST_HISTORY_DAYS}",
                 )
-            found = await _fit(
-                state,
-                metric_id,
-                tz=tz,
-                today=today,
-                measure=measure,
-                horizon=horizon,
-                level=level,
-                model=model,
-                history_days=history_days,
-            )
+            found = await _fit(state, metric_id, options, tz=tz, today=today)
         return _forecast_body(found, tz)
 
     return await answer(
@@ -556,35 +532,18 @@ async def forecast_of(
     responses=NOT_FOUND,
 )
 async def store_forecast_of(
-    state: State,
-    principal: Admin,
-    metric_id: MetricId,
-    horizon: Horizon = 30,
-    level: Level = 0.95,
-    model: ForecastModel = "auto",
-    measure: Literal["count", "sum"] = "count",
-    history_days: HistoryDays = 365,
+    state: State, principal: Admin, metric_id: MetricId, options: Options
 ) -> ForecastResponse:
     """Fit today's forecast for these options and store it (admin); GETs then read it."""
     tz = await state.timezone()
     today = local_today(tz, state.clock())
-    fitted = await _fit(
-        state,
-        metric_id,
-        tz=tz,
-        today=today,
-        measure=measure,
-        horizon=horizon,
-        level=level,
-        model=model,
-        history_days=history_days,
-    )
+    fitted = await _fit(state, metric_id, options, tz=tz, today=today)
     stored = await state.db.run(lambda c: forecast.store_forecast(c, fitted))
     await state.cache.invalidate({"forecast"})
     await audit(
         state,
         principal,
         "forecast.store",
-        {"metric_id": metric_id, "measure": measure, "model_id": stored.model_id},
+        {"metric_id": metric_id, "measure": options.measure, "model_id": stored.model_id},
     )
     return _forecast_body(stored, tz)
