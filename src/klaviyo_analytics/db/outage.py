@@ -34,8 +34,18 @@ class DatabaseDownError(DatabaseUnavailableError):
     """The server was found down by the probe (raised at once, no connection tried)."""
 
 
+# Besides class 08 (connection exceptions): admin shutdown, crash shutdown, cannot connect now.
+CONNECTION_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+
+
 def is_connection_problem(exc: BaseException) -> bool:
     """Say whether `exc` means the connection or the server went away (not a busy moment)."""
+    return failed_with(exc, CONNECTION_SQLSTATES)
+
+
+def failed_with(exc: BaseException, sqlstates: frozenset[str]) -> bool:
+    """Say whether `exc` is a pool timeout, a broken connection (SQLSTATE class 08, or none on
+    an OperationalError: the server closed it, the network reset) or one of `sqlstates`."""
     if isinstance(exc, PoolTimeout):
         return True
     if not isinstance(exc, psycopg.Error):
@@ -43,7 +53,7 @@ def is_connection_problem(exc: BaseException) -> bool:
     state = exc.sqlstate
     if state is None:
         return isinstance(exc, psycopg.OperationalError)
-    return state.startswith("08") or state in {"57P01", "57P02", "57P03"}
+    return state.startswith("08") or state in sqlstates
 
 
 @dataclass

@@ -25,10 +25,12 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from klaviyo_analytics.conninfo import parse_conninfo
 from klaviyo_analytics.db.outage import (
+    CONNECTION_SQLSTATES,
     PROBE_TIMEOUT_S,
     UNAVAILABLE,
     DatabaseDownError,
     OutageGuard,
+    failed_with,
     is_connection_problem,
 )
 from klaviyo_analytics.errors import DatabaseError, DatabaseUnavailableError, FatalError
@@ -42,7 +44,8 @@ Conn = AsyncConnection[DictRow]
 QueryObserver = Callable[[float, bool], None]
 
 # SQLSTATEs worth another try: the work was fine, the moment was not.
-TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300"})
+# Serialization failure, deadlock, too many connections: a retry of the same work may pass.
+TRANSIENT_SQLSTATES = CONNECTION_SQLSTATES | {"40001", "40P01", "53300"}
 READER_ROLE = "analytics_reader"
 # The login of the API's read pool (migration 0012): analytics_reader's rights and no more.
 READER_LOGIN = "klaviyo_api_reader"
@@ -54,15 +57,7 @@ class StatementTimeoutError(DatabaseError, FatalError):
 
 def is_transient(exc: BaseException) -> bool:
     """Say whether a database error is worth retrying (the statement itself was not at fault)."""
-    if isinstance(exc, PoolTimeout):
-        return True
-    if not isinstance(exc, psycopg.Error):
-        return False
-    state = exc.sqlstate
-    if state is None:
-        # No SQLSTATE: the connection broke (server closed it, network reset).
-        return isinstance(exc, psycopg.OperationalError)
-    return state in TRANSIENT_SQLSTATES or state.startswith("08")
+    return failed_with(exc, TRANSIENT_SQLSTATES)
 
 
 def build_conninfo(
