@@ -42,13 +42,10 @@ from typing import Any
 
 import httpx
 import psycopg
-from bench_overview import CHUNK, EVENTS, METRICS, SETUP, TZ
-from psycopg import AsyncConnection
-from psycopg.rows import dict_row
+from bench_overview import TZ, load
 from scratch import scratch_database
 
 from klaviyo_analytics.api.auth import hash_token
-from klaviyo_analytics.db.repos.aggregates import AggregateRepository
 
 TOKEN = "ka_bench_security_token_0123456789abcdef"
 REPO = Path(__file__).resolve().parent.parent
@@ -227,7 +224,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     with scratch_database("bench_security") as conninfo:
-        took = asyncio.run(load_aggregates(conninfo, args.events))
+        took = asyncio.run(load(conninfo, args.events, facts=False))
         print(f"load: {took}")
         with psycopg.connect(conninfo) as c:
             c.execute(
@@ -242,34 +239,8 @@ def main() -> None:
             builds.insert(0, (f"before ({args.base_src})", args.base_src))
         for label, src in builds:
             result = asyncio.run(measure(conninfo, src, today))
-            load = [round(x, 1) for x in os.getloadavg()]
-            print(label, result, "load average", load, flush=True)
-
-
-async def load_aggregates(conninfo: str, events: int) -> dict[str, float]:
-    """Load events as bench_overview does and refresh the pre-aggregates (no facts)."""
-    took: dict[str, float] = {}
-    async with await AsyncConnection.connect(conninfo, row_factory=dict_row, autocommit=True) as c:
-        await c.execute("SET statement_timeout = 0")
-        params: dict[str, Any] = {"names": list(METRICS), "profiles": 200_000}
-        started = time.perf_counter()
-        for statement in SETUP:
-            await c.execute(statement, params)  # type: ignore[arg-type]
-        for lo in range(1, events + 1, CHUNK):
-            hi = min(events, lo + CHUNK - 1)
-            await c.execute(EVENTS, {**params, "lo": lo, "hi": hi})  # type: ignore[arg-type]
-        await c.execute("VACUUM ANALYZE")
-        took["generate_s"] = round(time.perf_counter() - started, 1)
-        started = time.perf_counter()
-        async with c.transaction():
-            cur = await c.execute(
-                'SELECT min("timestamp") AS lo, max("timestamp") AS hi FROM klaviyo_events'
-            )
-            span = await cur.fetchone()
-            assert span is not None
-            await AggregateRepository().refresh(c, start=span["lo"], end=span["hi"], timezone=TZ)
-        took["aggregates_s"] = round(time.perf_counter() - started, 1)
-    return took
+            loadavg = [round(x, 1) for x in os.getloadavg()]
+            print(label, result, "load average", loadavg, flush=True)
 
 
 if __name__ == "__main__":

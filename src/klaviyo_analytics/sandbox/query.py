@@ -92,24 +92,28 @@ def read_query(request: Request, operation_id: str, resource: str) -> Query:
     for key, raw in params.items():
         if key.startswith("fields[") and key.endswith("]"):
             kind = key[7:-1]
-            allowed_fields = op.fields.get(kind)
-            if allowed_fields is None:
-                raise invalid(f"'{key}' is not a valid field set for this endpoint.", key)
-            names = _names(raw)
-            bad_names = sorted(set(names) - allowed_fields)
-            if bad_names:
-                raise invalid(f"{', '.join(repr(n) for n in bad_names)} is not a valid field "
-                              f"for the resource '{kind}'.", key)  # fmt: skip
-            fields[kind] = _tree(names)
+            fields[kind] = _tree(_chosen(key, raw, op.fields.get(kind), "field set", "field"))
         elif key.startswith("additional-fields[") and key.endswith("]"):
             kind = key[18:-1]
-            allowed_extra = op.additional.get(kind)
-            if allowed_extra is None:
-                raise invalid(f"'{key}' is not a valid parameter for this endpoint.", key)
-            names = _names(raw)
-            bad_names = sorted(set(names) - allowed_extra)
-            if bad_names:
-                raise invalid(f"{', '.join(repr(n) for n in bad_names)} is not a valid "
-                              f"additional field for the resource '{kind}'.", key)  # fmt: skip
-            additional[kind] = frozenset(names)
+            extra = _chosen(key, raw, op.additional.get(kind), "parameter", "additional field")
+            additional[kind] = frozenset(extra)
     return Query(op, conditions, sort, include, fields, additional)
+
+
+def _chosen(
+    key: str, raw: str, allowed: frozenset[str] | None, parameter: str, field: str
+) -> list[str]:
+    """Return the names `key=raw` chooses (`fields[kind]` or `additional-fields[kind]`).
+
+    Raises ApiError (400) as Klaviyo words it when the endpoint has no such parameter
+    or a name is not one of `allowed`.
+    """
+    if allowed is None:
+        raise invalid(f"'{key}' is not a valid {parameter} for this endpoint.", key)
+    names = _names(raw)
+    bad_names = sorted(set(names) - allowed)
+    if bad_names:
+        kind = key[key.index("[") + 1 : -1]
+        raise invalid(f"{', '.join(repr(n) for n in bad_names)} is not a valid {field} "
+                      f"for the resource '{kind}'.", key)  # fmt: skip
+    return names
