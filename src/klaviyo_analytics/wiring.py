@@ -27,6 +27,11 @@ from klaviyo_analytics.sync.runner import DataSyncService, SyncOptions, refresh_
 
 logger = logging.getLogger(__name__)
 # What runs after every event sync: the pre-aggregates, then the daily facts, of the range.
+# Each hook is declared here once and called once per merged touched range (all of a
+# backfill's windows make one range) inside the refresh transaction, as
+# hook(conn, lo, hi, zone): it recomputes exactly what events in [lo, hi] can change and
+# bounds its own statements (chunks of dates or buckets), so its cost follows the range and
+# the profiles and messages touched. A new family of derived data adds its hook here.
 AFTER_EVENTS = (refresh_aggregates, refresh_facts)
 
 

@@ -1,10 +1,8 @@
 """Conformance: Airbyte's Klaviyo connector (airbyte-source-klaviyo 2.13.1) reads the sandbox.
 
 The connector, written and tested against the real API, is pip-installed into a scratch virtual
-environment of its own (never the project's), cached in
-`~/.cache/klaviyo-analytics/airbyte-2.13.1` (`KLAVIYO_ANALYTICS_CACHE` moves the cache) so
-reruns are quick. Its base URL becomes a config value (`url_base`) by an idempotent patch of
-the installed copy's manifest and its campaigns_detailed transformation; the test then runs
+environment of its own by `tests/conformance/airbyte.py` (cached, so reruns are quick; the
+sync benchmark uses the same install), with its base URL made a config value; the test runs
 `check`, `discover` and `read` of every stream discovered against a small sandbox, and compares
 the record counts of the streams both tools have with ours after `sync_all`.
 
@@ -14,9 +12,7 @@ It skips, with pip's reason, only when the package cannot be installed.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import venv
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,58 +23,25 @@ import pytest
 
 from klaviyo_analytics.sandbox.config import StoreOptions
 from klaviyo_analytics.sandbox.server import SandboxServer
+from tests.conformance.airbyte import AirbyteUnavailableError, install
 from tests.fixtures.sandbox import SandboxFactory
 from tests.fixtures.sync import sync_service
 
 pytestmark = [pytest.mark.conformance, pytest.mark.timeout(600)]
 
-PACKAGE = "airbyte-source-klaviyo==2.13.1"
-KLAVIYO = "https://a.klaviyo.com/api/"
-CONFIG_URL = "{{ config.get('url_base', 'https://a.klaviyo.com/api/') }}"
 # A store whose history ends yesterday, so the connector's slices (from its start date to the
 # wall clock) stay few: flows are read in 30-day slices under a 60-a-minute budget.
 _TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 STORE = StoreOptions(seed=11, profiles=300, days=7, campaigns=4, flows=5, end=_TODAY)
 
 
-def _cache() -> Path:
-    root = Path(os.environ.get("KLAVIYO_ANALYTICS_CACHE", Path.home() / ".cache/klaviyo-analytics"))
-    return root / "airbyte-2.13.1"
-
-
-def _patch(package: Path) -> None:
-    """Make the connector's base URL a config value (idempotent; the default stays Klaviyo's)."""
-    manifest = package / "manifest.yaml"
-    text = manifest.read_text()
-    if f'url_base: "{KLAVIYO}"' in text:
-        manifest.write_text(text.replace(f'url_base: "{KLAVIYO}"', f'url_base: "{CONFIG_URL}"'))
-    details = package / "components" / "campaign_details_transformations.py"
-    code = details.read_text()
-    marker = '        self._api_key = self.config["api_key"]\n'
-    patched = marker + '        self.url_base = self.config.get("url_base", self.url_base)\n'
-    if patched not in code:
-        details.write_text(code.replace(marker, patched))
-
-
 @pytest.fixture(scope="session")
 def airbyte() -> Path:
     """Return the `source-klaviyo` entry point of the scratch venv, installing it if needed."""
-    home = _cache()
-    entry = home / "bin" / "source-klaviyo"
-    if not entry.exists():
-        home.parent.mkdir(parents=True, exist_ok=True)
-        venv.EnvBuilder(with_pip=True, clear=True).create(home)
-        done = subprocess.run(
-            [str(home / "bin" / "python"), "-m", "pip", "install", "-q", PACKAGE],
-            capture_output=True, text=True, timeout=900, check=False,
-        )  # fmt: skip
-        if done.returncode != 0 or not entry.exists():
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            pytest.skip(f"{PACKAGE} cannot be installed: {' | '.join(tail)}")
-    packages = sorted((home / "lib").glob("python3*/site-packages/source_klaviyo"))
-    assert packages, f"{PACKAGE} is installed in {home} but its package folder is missing"
-    _patch(packages[0])
-    return entry
+    try:
+        return install()
+    except AirbyteUnavailableError as exc:
+        pytest.skip(str(exc))
 
 
 def _run(entry: Path, *args: str) -> list[dict[str, Any]]:

@@ -4,8 +4,12 @@ Orders are attributed to a message (Klaviyo's own attribution, else the last tou
 channel's window) and engagement to the message it names.
 
 Every statement works on a set of whole local dates of the store, given as `%(dates)s` (a
-date[]), with `%(lo)s`/`%(hi)s` the UTC instants around them (so the time indexes are used) and
-`%(tz)s` the store's zone. The definitions they implement are in docs/analytics.md.
+date[]) with `%(first)s`/`%(last)s` its first and last date, with `%(lo)s`/`%(hi)s` the UTC
+instants around them and `%(tz)s` the store's zone. The bounds are plain values so that the
+planner can skip whole partitions and TimescaleDB chunks before running. Every statement reads
+only the events in [lo, hi) or index probes keyed by one profile, pair or order, so its cost
+follows the dates it is given, not the size of the history. The definitions they implement are
+in docs/analytics.md.
 """
 
 from __future__ import annotations
@@ -16,9 +20,19 @@ from typing import LiteralString
 LOCAL_DATE: LiteralString = '(e."timestamp" AT TIME ZONE %(tz)s)::date'
 ON_DATES: LiteralString = (
     'e."timestamp" >= %(lo)s AND e."timestamp" < %(hi)s'
-    ' AND (e."timestamp" AT TIME ZONE %(tz)s)::date IN (SELECT unnest(%(dates)s::date[]))'
+    ' AND (e."timestamp" AT TIME ZONE %(tz)s)::date = ANY(%(dates)s::date[])'
 )
-FACT_DATES: LiteralString = "date IN (SELECT unnest(%(dates)s::date[]))"
+
+
+def fact_dates(column: LiteralString = "date") -> LiteralString:
+    """Return the filter "`column` is one of the dates", with the bounds the planner prunes by."""
+    return (
+        column + " >= %(first)s AND " + column + " <= %(last)s AND "
+        + column + " = ANY(%(dates)s::date[])"
+    )  # fmt: skip
+
+
+FACT_DATES: LiteralString = fact_dates()
 
 # "email_" or "sms_" by the message's channel: the campaign's, else the flow message's, else
 # what the event itself says; anything that is not SMS counts as email.
@@ -108,6 +122,9 @@ UPDATE_ORDER_PREDECESSORS: LiteralString = (
 
 # Message engagement: a (message, profile) pair is unique on the day of its first event of a
 # metric (ties broken by event id); events without a profile count, never as unique.
+# "First" is decided in two steps so that no event probes the whole history: a window over the
+# events of [lo, hi) finds each pair's first event there, and only that event looks for an
+# earlier one of its pair before lo (one index probe per pair, on chunks before lo only).
 INSERT_MESSAGE_ENGAGEMENT: LiteralString = (
     "INSERT INTO fact_message_engagement (date, channel, source_type, source_id, message_id,"
     " recipients, delivered, bounces, opens, unique_opens, clicks, unique_clicks, unsubscribes,"
@@ -128,25 +145,29 @@ INSERT_MESSAGE_ENGAGEMENT: LiteralString = (
     " count(*) FILTER (WHERE x.kind = 'unsubscribed' AND x.first),"
     " count(*) FILTER (WHERE x.kind = 'spam' AND x.first)"
     " FROM ("
-    "  SELECT " + LOCAL_DATE + " AS date, e.attributed_source_type AS source_type,"
-    "   e.attributed_source_id AS source_id, e.attributed_message_id AS message_id,"
-    "   CASE WHEN e.metric_id = ANY(%(received)s::text[]) THEN 'received'"
-    "        WHEN e.metric_id = ANY(%(bounced)s::text[]) THEN 'bounced'"
-    "        WHEN e.metric_id = ANY(%(opened)s::text[]) THEN 'opened'"
-    "        WHEN e.metric_id = ANY(%(clicked)s::text[]) THEN 'clicked'"
-    "        WHEN e.metric_id = ANY(%(unsubscribed)s::text[]) THEN 'unsubscribed'"
-    "        ELSE 'spam' END AS kind,"
-    "   CASE WHEN e.metric_id = ANY(%(sms)s::text[]) THEN 'sms' ELSE 'email' END AS medium,"
-    "   e.profile_id IS NOT NULL AND NOT EXISTS ("
-    "    SELECT 1 FROM klaviyo_events p WHERE p.profile_id = e.profile_id"
-    "     AND p.metric_id = e.metric_id AND p.attributed_message_id IS NOT NULL"
-    "     AND p.attributed_message_id = e.attributed_message_id"
-    '     AND p."timestamp" <= e."timestamp"'
-    '     AND (p."timestamp" < e."timestamp" OR p.id < e.id)) AS first'
-    "  FROM klaviyo_events e"
-    "  WHERE e.metric_id = ANY(%(engagement)s::text[]) AND e.attributed_message_id IS NOT NULL"
-    "   AND e.attributed_source_id IS NOT NULL"
-    "   AND e.attributed_source_type IN ('campaign', 'flow') AND " + ON_DATES + " ) x"
+    "  SELECT y.date, y.source_type, y.source_id, y.message_id, y.kind, y.medium,"
+    "   CASE WHEN y.first_here THEN NOT EXISTS ("
+    "    SELECT 1 FROM klaviyo_events p WHERE p.profile_id = y.profile_id"
+    "     AND p.metric_id = y.metric_id AND p.attributed_message_id = y.message_id"
+    '     AND p."timestamp" < %(lo)s) ELSE false END AS first'
+    "  FROM ("
+    "   SELECT " + LOCAL_DATE + " AS date, e.attributed_source_type AS source_type,"
+    "    e.attributed_source_id AS source_id, e.attributed_message_id AS message_id,"
+    "    e.metric_id, e.profile_id,"
+    "    CASE WHEN e.metric_id = ANY(%(received)s::text[]) THEN 'received'"
+    "         WHEN e.metric_id = ANY(%(bounced)s::text[]) THEN 'bounced'"
+    "         WHEN e.metric_id = ANY(%(opened)s::text[]) THEN 'opened'"
+    "         WHEN e.metric_id = ANY(%(clicked)s::text[]) THEN 'clicked'"
+    "         WHEN e.metric_id = ANY(%(unsubscribed)s::text[]) THEN 'unsubscribed'"
+    "         ELSE 'spam' END AS kind,"
+    "    CASE WHEN e.metric_id = ANY(%(sms)s::text[]) THEN 'sms' ELSE 'email' END AS medium,"
+    "    e.profile_id IS NOT NULL AND row_number() OVER (PARTITION BY e.profile_id,"
+    '     e.metric_id, e.attributed_message_id ORDER BY e."timestamp", e.id) = 1 AS first_here'
+    "   FROM klaviyo_events e"
+    "   WHERE e.metric_id = ANY(%(engagement)s::text[]) AND e.attributed_message_id IS NOT NULL"
+    '    AND e."timestamp" >= %(lo)s AND e."timestamp" < %(hi)s) y'
+    "  WHERE y.source_id IS NOT NULL AND y.source_type IN ('campaign', 'flow')"
+    "   AND y.date = ANY(%(dates)s::date[])) x"
     " LEFT JOIN klaviyo_campaigns c ON x.source_type = 'campaign' AND c.id = x.source_id"
     " LEFT JOIN klaviyo_flow_messages fm ON x.source_type = 'flow' AND fm.id = x.message_id"
     " GROUP BY x.date, x.source_type, x.source_id, x.message_id"
@@ -216,26 +237,30 @@ INSERT_CONVERTED: LiteralString = (
     " count(DISTINCT o.profile_id)::numeric / nullif(min(d.count), 0)"
     " FROM fact_orders o LEFT JOIN fact_engagement d ON d.date = o.date"
     "  AND d.channel = o.channel AND d.metric_type = 'delivered'"
-    " WHERE o.source_id IS NOT NULL AND o." + FACT_DATES + " GROUP BY o.date, o.channel"
+    " WHERE o.source_id IS NOT NULL AND " + fact_dates("o.date") + " GROUP BY o.date, o.channel"
 )
 
 # Dates whose facts change when events in [%(from)s, %(to)s] change, beyond the dates of those
-# events: later first-touch events of the same (message, profile, metric) lose their "first".
+# events: the first later event of each (message, profile, metric) pair may lose its "first".
+# Only that one: the pair's later events were not first before either. One probe per pair.
 LATER_FIRST_TOUCH_DATES: LiteralString = (
     'SELECT DISTINCT (l."timestamp" AT TIME ZONE %(tz)s)::date AS date'
-    " FROM klaviyo_events e JOIN klaviyo_events l ON l.profile_id = e.profile_id"
-    "  AND l.metric_id = e.metric_id AND l.attributed_message_id IS NOT NULL"
-    '  AND l.attributed_message_id = e.attributed_message_id AND l."timestamp" > %(to)s'
-    " WHERE e.metric_id = ANY(%(engagement)s::text[]) AND e.attributed_message_id IS NOT NULL"
-    "  AND e.profile_id IS NOT NULL"
-    '  AND e."timestamp" >= %(from)s AND e."timestamp" <= %(to)s'
+    " FROM (SELECT DISTINCT e.profile_id, e.metric_id, e.attributed_message_id"
+    "  FROM klaviyo_events e"
+    "  WHERE e.metric_id = ANY(%(engagement)s::text[]) AND e.attributed_message_id IS NOT NULL"
+    "   AND e.profile_id IS NOT NULL"
+    '   AND e."timestamp" >= %(from)s AND e."timestamp" <= %(to)s) e'
+    ' CROSS JOIN LATERAL (SELECT l."timestamp" FROM klaviyo_events l'
+    "  WHERE l.profile_id = e.profile_id AND l.metric_id = e.metric_id"
+    '   AND l.attributed_message_id = e.attributed_message_id AND l."timestamp" > %(to)s'
+    '  ORDER BY l."timestamp" LIMIT 1) l'
 )
 # ... and refunds of orders on the recomputed dates move with their order's channel.
 REFUND_DATES: LiteralString = (
     'SELECT DISTINCT (e."timestamp" AT TIME ZONE %(tz)s)::date AS date'
     " FROM klaviyo_events e JOIN fact_orders f ON f.order_ref = e.properties ->> 'OrderId'"
     ' WHERE e.metric_id = ANY(%(refunded)s::text[]) AND e."timestamp" >= %(lo)s'
-    "  AND f." + FACT_DATES
+    "  AND " + fact_dates("f.date")
 )
 EVENT_SPAN: LiteralString = (
     'SELECT min("timestamp") AS first, max("timestamp") AS last FROM klaviyo_events'

@@ -6,11 +6,15 @@ insert), so a re-sync or a late event leaves the facts equal to what the events 
 
 * the dates of [lo, hi] themselves, extended by the longest last-touch window (a late click can
   change the attribution of orders up to that long after it);
-* later dates holding a first-touch event of a (message, profile) pair that an event in
+* the date of the first later event of each (message, profile, metric) pair that an event in
   [lo, hi] may now precede (unique opens, clicks and recipients count on the first day);
 * dates of refunds of orders on those dates (a refund follows its order's channel).
 
-`rebuild_facts` recomputes everything from scratch. Definitions: docs/analytics.md.
+Each date is recomputed once per refresh, in chunks of at most a month of dates, oldest first
+(a refund finds its order already attributed); the statements read only the events of a chunk
+and one index probe per pair, order or profile, so a refresh costs what it touches (see
+docs/analytics.md, "What a refresh costs"). `rebuild_facts` recomputes everything from scratch.
+Definitions: docs/analytics.md.
 """
 
 from __future__ import annotations
@@ -47,7 +51,10 @@ MESSAGE_CHANNELS = CHANNELS[:4]
 EMAIL_TOUCH_WINDOW = timedelta(hours=120)
 SMS_TOUCH_WINDOW = timedelta(hours=24)
 FACT_TABLES = q.FACT_TABLES
-REBUILD_CHUNK_DAYS = 31
+# The longest span of dates one set of statements covers: it bounds each statement's work (and
+# keeps it under the statement timeout) however long the refreshed range is.
+CHUNK_DAYS = 31
+REBUILD_CHUNK_DAYS = CHUNK_DAYS
 
 
 def _bounds(dates: Iterable[date], tz: str) -> tuple[datetime, datetime]:
@@ -70,6 +77,8 @@ def _params(
     return {
         "tz": tz,
         "dates": dates,
+        "first": min(dates),
+        "last": max(dates),
         "lo": lo,
         "hi": hi,
         "email_window": email_window,
@@ -95,6 +104,39 @@ async def _dates_of(conn: Conn, query: Any, params: dict[str, Any]) -> set[date]
     return {row["date"] for row in await cur.fetchall()}
 
 
+def _chunks(days: list[date]) -> list[list[date]]:
+    """Cut sorted dates into runs whose first and last date are under CHUNK_DAYS apart."""
+    runs: list[list[date]] = []
+    for day in days:
+        if runs and (day - runs[-1][0]).days < CHUNK_DAYS:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
+
+
+async def _write_chunk(conn: Conn, params: dict[str, Any]) -> tuple[int, set[date]]:
+    """Recompute every fact table for one chunk of dates; return the rows written and the
+    dates of refunds of the orders on those dates. Orders go first: the other facts read
+    their attribution from `fact_orders`."""
+    for statement in q.DELETE_FACTS:
+        await conn.execute(statement, params)
+    cur = await conn.execute(q.INSERT_ORDERS, params)
+    written = max(cur.rowcount, 0)
+    refunds = await _dates_of(conn, q.REFUND_DATES, params)
+    for statement in (
+        q.INSERT_MESSAGE_ENGAGEMENT,
+        q.INSERT_FORMS,
+        q.INSERT_CONVERSIONS,
+        q.INSERT_REVENUE,
+        q.INSERT_ENGAGEMENT,
+        q.INSERT_CONVERTED,
+    ):
+        cur = await conn.execute(statement, params)
+        written += max(cur.rowcount, 0)
+    return written, refunds
+
+
 async def refresh_facts_for_dates(
     conn: Conn,
     dates: Iterable[date],
@@ -105,34 +147,33 @@ async def refresh_facts_for_dates(
     ids: MetricIds | None = None,
     predecessors: bool = True,
 ) -> int:
-    """Recompute every fact table for exactly these local dates; return the rows written.
+    """Recompute every fact table for exactly these local dates (and the dates of refunds of
+    their orders); return the rows written.
 
-    Orders are written first: the other facts read their attribution from `fact_orders`.
-    Then, unless `predecessors` is False (a caller that rewrites many chunks does it once at
-    the end), each order's previous-order dates are brought up to date for the profiles with
-    orders on or after the first date. Raises InvalidParameterError for an unknown zone.
+    Dates are done in chunks of at most CHUNK_DAYS, oldest first. A refund on a date done
+    before its order's chunk (or not among the dates) is recomputed at the end. Then, unless
+    `predecessors` is False (a caller that rewrites many chunks does it once at the end),
+    each order's previous-order dates are brought up to date for the profiles with orders on
+    or after the first date. Raises InvalidParameterError for an unknown zone.
     """
     days = sorted(set(dates))
     if not days:
         return 0
     ids = ids or await metric_ids(conn)
-    params = _params(ids, days, timezone, email_window, sms_window)
-    for statement in q.DELETE_FACTS:
-        await conn.execute(statement, params)
+    pending = set(days)
+    stale: set[date] = set()
     written = 0
-    for statement in (
-        q.INSERT_ORDERS,
-        q.INSERT_MESSAGE_ENGAGEMENT,
-        q.INSERT_FORMS,
-        q.INSERT_CONVERSIONS,
-        q.INSERT_REVENUE,
-        q.INSERT_ENGAGEMENT,
-        q.INSERT_CONVERTED,
-    ):
-        cur = await conn.execute(statement, params)
-        written += max(cur.rowcount, 0)
+    for chunk in _chunks(days):
+        params = _params(ids, chunk, timezone, email_window, sms_window)
+        rows, refunds = await _write_chunk(conn, params)
+        written += rows
+        pending -= set(chunk)
+        stale |= {d for d in refunds if d not in pending and d not in chunk}
+    for chunk in _chunks(sorted(stale)):
+        params = _params(ids, chunk, timezone, email_window, sms_window)
+        written += (await _write_chunk(conn, params))[0]
     if predecessors:
-        await update_order_predecessors(conn, since=days[0])
+        await update_order_predecessors(conn, since=min(days[0], *stale) if stale else days[0])
     return written
 
 
@@ -170,11 +211,6 @@ async def refresh_facts(
         q.LATER_FIRST_TOUCH_DATES,
         {"tz": timezone, "from": lo, "to": hi, "engagement": ids.engagement},
     )
-    params = _params(ids, sorted(dates), timezone, email_window, sms_window)
-    # Orders first, so that the refunds of re-attributed orders can be found.
-    await conn.execute(q.DELETE_FACTS[0], params)
-    await conn.execute(q.INSERT_ORDERS, params)
-    dates |= await _dates_of(conn, q.REFUND_DATES, params)
     written = await refresh_facts_for_dates(
         conn, dates, timezone, email_window=email_window, sms_window=sms_window, ids=ids
     )

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from klaviyo_analytics import klaviyo as k
 from klaviyo_analytics.db.pool import Conn, Database
@@ -65,9 +65,20 @@ class StreamResult:
     error: str | None = None
 
 
+# The longest range one aggregate refresh statement covers (it stays under the statement
+# timeout on a large store); a bucket on a boundary is recomputed by both neighbours.
+AGGREGATE_CHUNK = timedelta(days=31)
+
+
 async def refresh_aggregates(conn: Conn, lo: datetime, hi: datetime, timezone: str) -> None:
-    """Bring the pre-aggregates of every bucket touching [lo, hi] up to date."""
-    await AggregateRepository().refresh(conn, start=lo, end=hi, timezone=timezone)
+    """Bring the pre-aggregates of every bucket touching [lo, hi] up to date, a month at a
+    time."""
+    repo = AggregateRepository()
+    start = lo
+    while start <= hi:
+        end = min(hi, start + AGGREGATE_CHUNK)
+        await repo.refresh(conn, start=start, end=end, timezone=timezone)
+        start = end + timedelta(microseconds=1)
 
 
 class DataSyncService:

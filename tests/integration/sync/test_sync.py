@@ -221,3 +221,23 @@ async def test_archiving_keeps_every_fetched_page_beside_its_rows(
         ).fetchone()
     assert pages == {"metrics": metrics.pages, "get_events": events.pages}
     assert archived == (events.fetched,)
+
+
+async def test_a_backfill_of_many_windows_refreshes_its_whole_range_once(
+    db_conninfo: str, sandbox: SandboxServer
+) -> None:
+    # Each window used to be refreshed on its own, so every date and week bucket was recomputed
+    # once per neighbouring window; the refresh took most of a backfill's time.
+    calls: list[tuple[datetime, datetime]] = []
+
+    async def record(conn: object, lo: datetime, hi: datetime, zone: str) -> None:
+        calls.append((lo, hi))
+
+    async with sync_service(db_conninfo, sandbox) as service:
+        service.after_events.append(record)
+        await service.sync_all()
+    first = scalar(db_conninfo, 'SELECT min("timestamp") FROM klaviyo_events')
+    last = scalar(db_conninfo, 'SELECT max("timestamp") FROM klaviyo_events')
+    assert isinstance(first, datetime) and isinstance(last, datetime)
+    assert last - first > timedelta(days=14)  # a backfill of at least 14 one-day windows
+    assert calls == [(first, last)]
