@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import PHONE, Dashboard, SessionFactory, wait_until_loaded
@@ -462,4 +465,32 @@ def test_every_chart_is_reachable_by_keyboard_and_summarised_in_words(
         word in summaries["health-chart"]
         for word in ("Healthy", "Room for improvement", "Needs attention")
     )
+    session.assert_clean()
+
+
+def test_charts_and_list_health_export_their_exact_figures_as_csv(
+    dashboard: Dashboard, open_page: SessionFactory
+) -> None:
+    session = open_page(dashboard)
+    page = session.page
+    wait_until_loaded(page)
+    with page.expect_download() as info:
+        page.click("#revenue-export")
+    assert info.value.suggested_filename == "revenue_by_day_last-30-days.csv"
+    rows = list(csv.DictReader(io.StringIO(Path(info.value.path()).read_text(encoding="utf-8"))))
+    points = dashboard.get_json("/api/charts/revenue", range="last-30-days")["points"]
+    assert [(r["date"], r["channel"], Decimal(r["revenue"]), int(r["orders"])) for r in rows] == [
+        (p["date"], p["channel"], Decimal(p["revenue"]), p["orders"]) for p in points
+    ]
+    with page.expect_download() as info:
+        page.click("#health-export")
+    rows = list(csv.DictReader(io.StringIO(Path(info.value.path()).read_text(encoding="utf-8"))))
+    campaigns = dashboard.get_json(
+        "/api/campaigns", range="last-30-days", sort="send_time", order="desc", limit=20
+    )["rows"]
+    email = [c for c in campaigns if c["channel"] == "email"]
+    assert [r["id"] for r in rows] == [c["id"] for c in email]
+    for got, want in zip(rows, email, strict=True):
+        for key in ("bounce_rate", "spam_rate", "unsubscribe_rate"):
+            assert (got[key] or None) == want[key], key
     session.assert_clean()

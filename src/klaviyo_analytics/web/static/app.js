@@ -4,7 +4,7 @@ import { api, ApiError, getKey, setKey } from "./api.js";
 import { drawCampaignHours, drawDistribution, drawEngagement, drawHealth, drawRevenue, drawTop, plotlyReady } from "./charts.js";
 import * as fmt from "./format.js";
 import { SyncPanel } from "./sync.js";
-import { download, renderBody, renderHead, renderMessage, TABLES, toCsv, visibleColumns } from "./tables.js";
+import { download, renderBody, renderHead, renderMessage, rowsCsv, TABLES, toCsv, visibleColumns } from "./tables.js";
 
 const { h } = fmt;
 const $ = (id) => document.getElementById(id);
@@ -421,6 +421,7 @@ async function loadRevenue(signal, account) {
   const body = await api("charts/revenue", { params: { ...rangeParams(), ...(yoy ? { compare: "year" } : {}) }, signal });
   await account;
   state.revenuePoints = body.points;
+  state.revenueBody = body;
   const { plot } = chartBox("revenue-chart");
   const withForecast = $("forecast-toggle").checked;
   $("forecast-note").hidden = true;
@@ -555,6 +556,7 @@ async function loadDetail(signal) {
   if (d.kind === "campaign") {
     const body = await api(`campaigns/${d.id}`, { signal });
     const c = body.campaign;
+    state.detailCsv = { name: `campaign_${d.id}_hours.csv`, columns: ["hour", "received", "opens", "clicks", "orders", "revenue"], rows: body.hours };
     $("detail-title").textContent = c.name;
     $("detail-sub").textContent = `${c.channel === "sms" ? "SMS" : "Email"} campaign · sent ${fmt.dateTime(body.send_time, body.timezone)} · figures ${fmt.rangeText(body.range)}`;
     $("detail-figures").replaceChildren(...figureTiles([
@@ -579,6 +581,7 @@ async function loadDetail(signal) {
       api("flows", { params: { ...rangeParams(), limit: 1000 }, signal }),
     ]);
     const flow = flows.rows.find((f) => f.id === d.id);
+    state.detailCsv = { name: `flow_${d.id}_messages_${rangeSlug()}.csv`, columns: Object.keys(body.rows[0] || { id: null }), rows: body.rows };
     $("detail-title").textContent = flow ? flow.name : "Flow";
     $("detail-sub").textContent = `Flow · each message in flow order · ${fmt.rangeText(body.range)}`;
     $("detail-figures").replaceChildren(...(flow ? figureTiles([
@@ -628,6 +631,7 @@ async function loadHealth(signal, account, overviewBody) {
     }));
   }
   state.health.rows = body.rows.filter((r) => r.channel === "email");
+  state.health.range = body.range;
   return drawHealthSelected();
 }
 
@@ -725,6 +729,27 @@ function sortBy(key) {
   }
   t.offset = 0;
   reloadTable();
+}
+
+function rangeSlug() {
+  return state.range.preset || `${state.range.start}_${state.range.end}`;
+}
+
+function initChartExports() {
+  $("revenue-export").addEventListener("click", () => {
+    const body = state.revenueBody;
+    if (!body) return;
+    download(`revenue_by_${body.bucket || "day"}_${rangeSlug()}.csv`, rowsCsv(["date", "hour", "channel", "revenue", "orders"], body.points));
+  });
+  $("health-export").addEventListener("click", () => {
+    download(`list_health_${rangeSlug()}.csv`, rowsCsv(
+      ["id", "name", "send_time", "recipients", "bounces", "bounce_rate", "spam_complaints", "spam_rate", "unsubscribes",
+        "unsubscribe_rate", "unique_opens", "unique_clicks", "click_to_open_rate"], state.health.rows));
+  });
+  $("detail-export").addEventListener("click", () => {
+    const c = state.detailCsv;
+    if (c) download(c.name, rowsCsv(c.columns, c.rows));
+  });
 }
 
 async function exportCsv() {
@@ -873,6 +898,7 @@ function init() {
     runPanel("health", drawHealthSelected, { chart: "health-chart" });
   });
   initTables();
+  initChartExports();
   sync = new SyncPanel({
     timezone: null,
     onFinished: () => loadAll(),

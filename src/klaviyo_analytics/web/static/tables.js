@@ -139,6 +139,12 @@ export function toCsv(name, rows) {
   return `${lines.join("\r\n")}\r\n`;
 }
 
+/** Rows as CSV with the given API field names, exact values. */
+export function rowsCsv(columns, rows) {
+  const lines = [columns.join(","), ...rows.map((r) => columns.map((k) => csvCell(r[k])).join(","))];
+  return `${lines.join("\r\n")}\r\n`;
+}
+
 export function download(filename, text) {
   const blob = new Blob([text], { type: "text/csv;charset=utf-8" });
   const url = URL.createObjectURL(blob);
