@@ -607,10 +607,9 @@ async function loadDetail(signal) {
 // ---- deliverability and list health -------------------------------------------------------
 
 async function loadHealth(signal, account, overviewBody) {
-  const [ov, body] = await Promise.all([
-    overviewBody,
-    api("campaigns", { params: { ...rangeParams(), sort: "send_time", order: "desc", limit: 20 }, signal }),
-  ]);
+  // After the key figures: this panel's query must not compete with the KPIs' first paint.
+  const ov = await overviewBody;
+  const body = await api("campaigns", { params: { ...rangeParams(), sort: "send_time", order: "desc", limit: 20 }, signal });
   await account;
   if (!ov) throw new Error("the key figures did not load");
   const d = ov.deliverability;
