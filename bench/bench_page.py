@@ -45,7 +45,7 @@ from tests.e2e.live import create_keys, serve_dashboard
 from bench.bench_overview import TZ, load, percentile
 from klaviyo_analytics.config import Settings
 
-PANELS = ("overview", "revenue", "distribution", "engagement", "top", "table", "sync")
+PANELS = ("overview", "revenue", "distribution", "engagement", "top", "table", "health", "sync")
 
 
 def one_run(browser: Any, base_url: str, key: str, preset: str) -> tuple[float, float]:

@@ -117,6 +117,14 @@ class Dashboard:
         assert response.status_code == 200, response.text
         return response.json()
 
+    def query(self, statement: str, params: Any = None) -> list[dict[str, Any]]:
+        """Run one read-only SQL statement on the server's database; return its rows."""
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(self.conninfo, row_factory=dict_row) as conn:
+            return list(conn.execute(statement, params).fetchall())  # type: ignore[arg-type]
+
 
 DashboardFactory = Callable[..., Dashboard]
 
@@ -247,7 +255,16 @@ def open_page(browser: Any) -> Iterator[SessionFactory]:
 def wait_until_loaded(page: Any) -> None:
     """Wait until every panel has left its loading state (without eval: the page's CSP)."""
     page.wait_for_selector('body[data-loading="false"]', state="attached")
-    for panel in ("overview", "revenue", "distribution", "engagement", "top", "table", "sync"):
+    for panel in (
+        "overview",
+        "revenue",
+        "distribution",
+        "engagement",
+        "top",
+        "table",
+        "health",
+        "sync",
+    ):
         page.wait_for_selector(
             f'[data-panel="{panel}"]:not([data-state="loading"])', state="attached"
         )

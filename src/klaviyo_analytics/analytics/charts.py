@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
+from typing import LiteralString
 
 from klaviyo_analytics.analytics.facts import CHANNELS, MESSAGE_CHANNELS
 from klaviyo_analytics.analytics.kpis import ratio
-from klaviyo_analytics.analytics.periods import DateRange
+from klaviyo_analytics.analytics.periods import Bucket, DateRange, zone
 from klaviyo_analytics.db.pool import Conn
 
 
 @dataclass(frozen=True)
 class RevenuePoint:
-    """Revenue and orders of one channel on one local date."""
+    """Revenue and orders of one channel in one bucket: a local date (the first date of a week
+    or month bucket that is in the range), or with `hour` one local hour of that date."""
 
     date: date
     channel: str
     revenue: Decimal
     orders: int
+    hour: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,68 @@ async def revenue_by_day(conn: Conn, rng: DateRange, tz: str) -> list[RevenuePoi
                 )
             )
     return points
+
+
+_HOURLY: LiteralString = (
+    "SELECT date_trunc('hour', \"timestamp\" AT TIME ZONE %(tz)s) AS local, channel,"
+    " sum(value) AS revenue, count(*) AS orders FROM fact_orders"
+    ' WHERE "timestamp" >= %(lo)s AND "timestamp" < %(hi)s GROUP BY 1, 2'
+)
+_GROUPED: LiteralString = (
+    "SELECT greatest(date_trunc(%(unit)s, date)::date, %(start)s::date) AS date, channel,"
+    " sum(revenue) AS revenue, sum(orders) AS orders FROM fact_revenue"
+    " WHERE date >= %(start)s AND date <= %(end)s GROUP BY 1, 2"
+)
+
+
+async def revenue_series(conn: Conn, rng: DateRange, tz: str) -> tuple[Bucket, list[RevenuePoint]]:
+    """Return the range's bucket (`DateRange.bucket`) and revenue and orders per bucket and
+    channel, every bucket and channel present (zeros too). Weeks start on Monday; a week or
+    month cut by the range's start is labelled with that start.
+
+    Raises InvalidParameterError for an unknown zone.
+    """
+    bucket = rng.bucket()
+    if bucket == "day":
+        return bucket, await revenue_by_day(conn, rng, tz)
+    points = []
+    if bucket == "hour":
+        zone(tz)
+        lo, hi = rng.bounds(tz)
+        cur = await conn.execute(_HOURLY, {"tz": tz, "lo": lo, "hi": hi})
+        found = {
+            (r["local"].date(), r["local"].hour, r["channel"]): r for r in await cur.fetchall()
+        }
+        for day in rng.dates():
+            for hour in range(24):
+                for channel in CHANNELS:
+                    r = found.get((day, hour, channel))
+                    revenue = Decimal(r["revenue"]) if r else Decimal(0)
+                    points.append(
+                        RevenuePoint(day, channel, revenue, int(r["orders"]) if r else 0, hour)
+                    )
+        return bucket, points
+    cur = await conn.execute(_GROUPED, {"unit": bucket, "start": rng.start, "end": rng.end})
+    grouped = {(r["date"], r["channel"]): r for r in await cur.fetchall()}
+    starts = sorted({max(_bucket_start(d, bucket), rng.start) for d in rng.dates()})
+    for start in starts:
+        for channel in CHANNELS:
+            r = grouped.get((start, channel))
+            points.append(
+                RevenuePoint(
+                    start,
+                    channel,
+                    Decimal(r["revenue"]) if r else Decimal(0),
+                    int(r["orders"]) if r else 0,
+                )
+            )
+    return bucket, points
+
+
+def _bucket_start(day: date, bucket: Bucket) -> date:
+    if bucket == "week":
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1)
 
 
 async def channel_distribution(conn: Conn, rng: DateRange, tz: str) -> list[ChannelShare]:

@@ -1,4 +1,4 @@
-"""The overview KPIs of a date range against the previous range of equal length.
+"""The overview KPIs of a date range against a comparison range (preceding, or a year earlier).
 
 Everything is read from the daily facts (additive figures are summed over dates; figures that
 are not additive over days, such as unique customers, are counted from `fact_orders`), never
@@ -8,40 +8,96 @@ from raw events, so the answer stays fast on millions of events. Definitions: do
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import Any, Literal
 
-from klaviyo_analytics.analytics.facts import CHANNELS
+from klaviyo_analytics.analytics.facts import CHANNELS, EMAIL_TOUCH_WINDOW, SMS_TOUCH_WINDOW
 from klaviyo_analytics.analytics.metric_names import SUBSCRIBED
 from klaviyo_analytics.analytics.periods import DateRange
 from klaviyo_analytics.db.pool import Conn
 
-__all__ = ["Change", "Overview", "change", "overview", "ratio"]
+__all__ = [
+    "COMPARES",
+    "Attributed",
+    "Change",
+    "Compare",
+    "Deliverability",
+    "Overview",
+    "change",
+    "comparison",
+    "count_change",
+    "overview",
+    "ratio",
+]  # fmt: skip
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
 RATE = Decimal("0.000001")
 
 
+Compare = Literal["previous", "year"]
+COMPARES: tuple[Compare, ...] = ("previous", "year")
+
+
 @dataclass(frozen=True)
 class Change:
-    """A figure in the range, in the previous range, and the change in percent.
+    """A figure in the range, in the comparison range, and the change in percent.
 
-    `change_pct` is None when the previous figure is 0 (no meaningful percentage).
+    Money and rates are Decimals, counts ints. `change_pct` is None when the previous figure
+    is 0 (no meaningful percentage).
     """
 
-    current: Decimal
-    previous: Decimal
+    current: Decimal | int
+    previous: Decimal | int
     change_pct: float | None
 
 
 @dataclass(frozen=True)
+class Attributed:
+    """Revenue attributed to messages: its change, share of all revenue (percent of the
+    current range, None without revenue), and the current range's split by source (campaigns,
+    flows), by medium (email, SMS) and by rule: Klaviyo's own attribution carried by the order
+    event (`klaviyo`), else our last touch (`last_touch`: an email open or click within
+    `email_window_hours`, or an SMS click within `sms_window_hours`, before the order)."""
+
+    revenue: Change
+    share_pct: float | None
+    campaigns: Decimal
+    flows: Decimal
+    email: Decimal
+    sms: Decimal
+    klaviyo: Decimal
+    last_touch: Decimal
+    email_window_hours: int
+    sms_window_hours: int
+
+
+@dataclass(frozen=True)
+class Deliverability:
+    """Email list health of the range's messages (fractions), as Klaviyo computes them: bounces
+    and spam complaints per email recipient, unsubscribes per recipient, unique clicks per
+    unique open (click-to-open)."""
+
+    bounce_rate: Change
+    spam_rate: Change
+    unsubscribe_rate: Change
+    click_to_open_rate: Change
+
+
+@dataclass(frozen=True)
 class Overview:
-    """The headline figures of a range; rates are fractions (0.25 is 25 %)."""
+    """The headline figures of a range; rates are fractions (0.25 is 25 %).
+
+    `previous_range` is the comparison range: the preceding range of equal length
+    (`compare="previous"`) or the same dates a year earlier (`compare="year"`).
+    `comparison_before_data` is True when that range starts before the first synced order
+    (`data_since`), so its changes do not compare like with like.
+    """
 
     range: DateRange
     previous_range: DateRange
+    compare: Compare
     revenue: Change
     net_revenue: Change
     refunds: Change
@@ -55,7 +111,12 @@ class Overview:
     form_submissions: Change
     revenue_by_channel: dict[str, Decimal]
     data_through: datetime | None
+    data_since: date | None = None
+    comparison_before_data: bool = False
     subscribers_source: str = "profiles"
+    subscribers_metric: str | None = None
+    attributed: Attributed | None = None
+    deliverability: Deliverability | None = None
 
 
 def ratio(numerator: Decimal | int, denominator: Decimal | int, quantum: Decimal = RATE) -> Decimal:
@@ -72,22 +133,34 @@ def change(current: Decimal | int, previous: Decimal | int) -> Change:
     return Change(cur, prev, pct)
 
 
+def count_change(current: Decimal | int, previous: Decimal | int) -> Change:
+    """Return a `Change` of two counts, kept as ints (JSON integers)."""
+    found = change(current, previous)
+    return Change(int(current), int(previous), found.change_pct)
+
+
+def comparison(rng: DateRange, compare: Compare = "previous") -> DateRange:
+    """Return the range `rng` is compared with: the preceding range of equal length, or the
+    same dates a year earlier."""
+    return rng.year_earlier() if compare == "year" else rng.previous()
+
+
 _REVENUE = (
     "SELECT channel,"
     " coalesce(sum(revenue) FILTER (WHERE date >= %(cs)s), 0) AS revenue,"
     " coalesce(sum(refunds) FILTER (WHERE date >= %(cs)s), 0) AS refunds,"
     " coalesce(sum(net_revenue) FILTER (WHERE date >= %(cs)s), 0) AS net_revenue,"
     " coalesce(sum(orders) FILTER (WHERE date >= %(cs)s), 0) AS orders,"
-    " coalesce(sum(revenue) FILTER (WHERE date < %(cs)s), 0) AS p_revenue,"
-    " coalesce(sum(refunds) FILTER (WHERE date < %(cs)s), 0) AS p_refunds,"
-    " coalesce(sum(net_revenue) FILTER (WHERE date < %(cs)s), 0) AS p_net_revenue,"
-    " coalesce(sum(orders) FILTER (WHERE date < %(cs)s), 0) AS p_orders"
+    " coalesce(sum(revenue) FILTER (WHERE date <= %(pe)s), 0) AS p_revenue,"
+    " coalesce(sum(refunds) FILTER (WHERE date <= %(pe)s), 0) AS p_refunds,"
+    " coalesce(sum(net_revenue) FILTER (WHERE date <= %(pe)s), 0) AS p_net_revenue,"
+    " coalesce(sum(orders) FILTER (WHERE date <= %(pe)s), 0) AS p_orders"
     " FROM fact_revenue WHERE date >= %(ps)s AND date <= %(ce)s GROUP BY channel"
 )
 _ENGAGEMENT = (
     "SELECT channel, metric_type,"
     " coalesce(sum(unique_count) FILTER (WHERE date >= %(cs)s), 0) AS cur,"
-    " coalesce(sum(unique_count) FILTER (WHERE date < %(cs)s), 0) AS prev"
+    " coalesce(sum(unique_count) FILTER (WHERE date <= %(pe)s), 0) AS prev"
     " FROM fact_engagement WHERE date >= %(ps)s AND date <= %(ce)s"
     " AND metric_type IN ('delivered', 'opened', 'clicked') GROUP BY channel, metric_type"
 )
@@ -97,30 +170,47 @@ _ENGAGEMENT = (
 _CUSTOMERS = (
     "SELECT count(*) FILTER (WHERE date >= %(cs)s"
     "  AND (prev_order_date IS NULL OR prev_order_date < %(cs)s)) AS customers,"
-    " count(*) FILTER (WHERE date < %(cs)s"
+    " count(*) FILTER (WHERE date <= %(pe)s"
     "  AND (prev_order_date IS NULL OR prev_order_date < %(ps)s)) AS p_customers,"
     " count(*) FILTER (WHERE date >= %(cs)s AND channel <> 'unattributed'"
     "  AND (prev_buyer_date IS NULL OR prev_buyer_date < %(cs)s)) AS buyers,"
-    " count(*) FILTER (WHERE date < %(cs)s AND channel <> 'unattributed'"
+    " count(*) FILTER (WHERE date <= %(pe)s AND channel <> 'unattributed'"
     "  AND (prev_buyer_date IS NULL OR prev_buyer_date < %(ps)s)) AS p_buyers"
     " FROM fact_orders WHERE date >= %(ps)s AND date <= %(ce)s AND profile_id IS NOT NULL"
 )
 _FORMS = (
     "SELECT coalesce(sum(submissions) FILTER (WHERE date >= %(cs)s), 0) AS cur,"
-    " coalesce(sum(submissions) FILTER (WHERE date < %(cs)s), 0) AS prev"
+    " coalesce(sum(submissions) FILTER (WHERE date <= %(pe)s), 0) AS prev"
     " FROM fact_forms WHERE date >= %(ps)s AND date <= %(ce)s"
 )
 _SUBSCRIBED = (
     "SELECT coalesce(sum(a.count) FILTER (WHERE a.bucket_start >= %(clo)s), 0) AS cur,"
-    " coalesce(sum(a.count) FILTER (WHERE a.bucket_start < %(clo)s), 0) AS prev,"
+    " coalesce(sum(a.count) FILTER (WHERE a.bucket_start < %(phi)s), 0) AS prev,"
     " count(DISTINCT m.id) AS metrics"
     " FROM klaviyo_metrics m LEFT JOIN klaviyo_aggregated_metrics a ON a.metric_id = m.id"
     "  AND a.bucket_size = 'day' AND a.bucket_start >= %(plo)s AND a.bucket_start < %(chi)s"
-    " WHERE m.name = ANY(%(names)s::text[])"
+    " WHERE m.name = %(name)s"
+)
+_SUBSCRIBED_NAMES = "SELECT DISTINCT name FROM klaviyo_metrics WHERE name = ANY(%(names)s::text[])"
+_DATA_SINCE = "SELECT min(date) AS first FROM fact_revenue"
+_HEALTH = (
+    "SELECT (date >= %(cs)s) AS cur,"
+    " coalesce(sum(recipients) FILTER (WHERE channel LIKE 'email%%'), 0) AS email_recipients,"
+    " coalesce(sum(recipients), 0) AS recipients,"
+    " coalesce(sum(bounces), 0) AS bounces, coalesce(sum(spam_complaints), 0) AS spam,"
+    " coalesce(sum(unsubscribes), 0) AS unsubscribes,"
+    " coalesce(sum(unique_opens), 0) AS opens,"
+    " coalesce(sum(unique_clicks) FILTER (WHERE channel LIKE 'email%%'), 0) AS clicks"
+    " FROM fact_message_engagement WHERE (date >= %(cs)s AND date <= %(ce)s)"
+    " OR (date >= %(ps)s AND date <= %(pe)s) GROUP BY 1"
+)
+_RULES = (
+    "SELECT attribution, sum(value) AS revenue FROM fact_orders"
+    " WHERE date >= %(cs)s AND date <= %(ce)s AND attribution <> 'none' GROUP BY attribution"
 )
 _NEW_PROFILES = (
     "SELECT count(*) FILTER (WHERE created >= %(clo)s) AS cur,"
-    " count(*) FILTER (WHERE created < %(clo)s) AS prev"
+    " count(*) FILTER (WHERE created < %(phi)s) AS prev"
     " FROM klaviyo_profiles WHERE NOT is_stub AND created >= %(plo)s AND created < %(chi)s"
 )
 _DATA_THROUGH = 'SELECT max("timestamp") AS last FROM klaviyo_events'
@@ -132,21 +222,22 @@ async def _one(conn: Conn, query: Any, params: dict[str, Any]) -> dict[str, Any]
     return dict(row) if row is not None else {}
 
 
-def range_params(rng: DateRange, tz: str) -> dict[str, Any]:
-    """Return the bound parameters of a range and its previous range (dates and instants)."""
-    prev = rng.previous()
+def range_params(rng: DateRange, tz: str, compare: Compare = "previous") -> dict[str, Any]:
+    """Return the bound parameters of a range and its comparison range (dates and instants)."""
+    prev = comparison(rng, compare)
     clo, chi = rng.bounds(tz)
-    plo, _ = prev.bounds(tz)
+    plo, phi = prev.bounds(tz)
     return {"cs": rng.start, "ce": rng.end, "ps": prev.start, "pe": prev.end,
-            "clo": clo, "chi": chi, "plo": plo}  # fmt: skip
+            "clo": clo, "chi": chi, "plo": plo, "phi": phi}  # fmt: skip
 
 
-async def overview(conn: Conn, rng: DateRange, tz: str) -> Overview:
-    """Return the overview KPIs of `rng` (store-local dates in zone `tz`) and their changes.
+async def overview(conn: Conn, rng: DateRange, tz: str, compare: Compare = "previous") -> Overview:
+    """Return the overview KPIs of `rng` (store-local dates in zone `tz`) and their changes
+    against the comparison range (`compare`: the preceding range, or a year earlier).
 
     Raises InvalidParameterError for an unknown zone.
     """
-    params = range_params(rng, tz)
+    params = range_params(rng, tz, compare)
     cur = await conn.execute(_REVENUE, params)
     by_channel = {r["channel"]: r for r in await cur.fetchall()}
 
@@ -166,12 +257,24 @@ async def overview(conn: Conn, rng: DateRange, tz: str) -> Overview:
     messages = CHANNELS[:4]
     customers = await _one(conn, _CUSTOMERS, params)
     forms = await _one(conn, _FORMS, params)
-    subscribed = await _one(conn, _SUBSCRIBED, {**params, "names": list(SUBSCRIBED)})
-    source = "subscribed_events"
-    if not subscribed.get("metrics"):
+    # One subscription metric (the first of Klaviyo's names the account has), so that a
+    # signup recorded both as "Subscribed to List" and "... to Email Marketing" counts once.
+    cur = await conn.execute(_SUBSCRIBED_NAMES, {"names": list(SUBSCRIBED)})
+    present = {r["name"] for r in await cur.fetchall()}
+    metric = next((n for n in SUBSCRIBED if n in present), None)
+    if metric is not None:
+        source = "subscribed_events"
+        subscribed = await _one(conn, _SUBSCRIBED, {**params, "name": metric})
+    else:
         source = "profiles"
         subscribed = await _one(conn, _NEW_PROFILES, params)
     last = await _one(conn, _DATA_THROUGH, params)
+    since = (await _one(conn, _DATA_SINCE, params)).get("first")
+    previous = comparison(rng, compare)
+    cur = await conn.execute(_HEALTH, params)
+    health = {bool(r["cur"]): r for r in await cur.fetchall()}
+    cur = await conn.execute(_RULES, params)
+    rules = {r["attribution"]: Decimal(r["revenue"]) for r in await cur.fetchall()}
 
     revenue, p_revenue = total("revenue"), total("p_revenue")
     orders, p_orders = total("orders"), total("p_orders")
@@ -181,24 +284,75 @@ async def overview(conn: Conn, rng: DateRange, tz: str) -> Overview:
 
     return Overview(
         range=rng,
-        previous_range=rng.previous(),
+        previous_range=previous,
+        compare=compare,
         revenue=change(revenue, p_revenue),
         net_revenue=change(total("net_revenue"), total("p_net_revenue")),
         refunds=change(total("refunds"), total("p_refunds")),
-        orders=change(orders, p_orders),
+        orders=count_change(orders, p_orders),
         aov=change(ratio(revenue, orders, CENT), ratio(p_revenue, p_orders, CENT)),
-        unique_customers=change(customers.get("customers", 0), customers.get("p_customers", 0)),
-        subscribers=change(subscribed.get("cur", 0), subscribed.get("prev", 0)),
+        unique_customers=count_change(
+            customers.get("customers", 0), customers.get("p_customers", 0)
+        ),
+        subscribers=count_change(subscribed.get("cur", 0), subscribed.get("prev", 0)),
         open_rate=change(rate("opened", email, 0), rate("opened", email, 1)),
         click_rate=change(rate("clicked", messages, 0), rate("clicked", messages, 1)),
         conversion_rate=change(
             ratio(customers.get("buyers", 0), unique("delivered", messages, 0)),
             ratio(customers.get("p_buyers", 0), unique("delivered", messages, 1)),
         ),
-        form_submissions=change(forms.get("cur", 0), forms.get("prev", 0)),
+        form_submissions=count_change(forms.get("cur", 0), forms.get("prev", 0)),
         revenue_by_channel={
             c: Decimal(by_channel[c]["revenue"]) if c in by_channel else ZERO for c in CHANNELS
         },
         data_through=last.get("last"),
+        data_since=since,
+        comparison_before_data=since is not None and previous.start < since,
         subscribers_source=source,
+        subscribers_metric=metric,
+        attributed=_attributed(by_channel, revenue, rules),
+        deliverability=_deliverability(health),
+    )
+
+
+def _deliverability(health: dict[bool, dict[str, Any]]) -> Deliverability:
+    def rate(numerator: str, denominator: str) -> Change:
+        now, before = health.get(True, {}), health.get(False, {})
+        return change(
+            ratio(now.get(numerator, 0), now.get(denominator, 0)),
+            ratio(before.get(numerator, 0), before.get(denominator, 0)),
+        )
+
+    return Deliverability(
+        bounce_rate=rate("bounces", "email_recipients"),
+        spam_rate=rate("spam", "email_recipients"),
+        unsubscribe_rate=rate("unsubscribes", "recipients"),
+        click_to_open_rate=rate("clicks", "opens"),
+    )
+
+
+def _attributed(
+    by_channel: dict[str, Any], revenue: Decimal, rules: dict[str, Decimal]
+) -> Attributed:
+    def channel(name: str, column: str) -> Decimal:
+        row = by_channel.get(name)
+        return Decimal(row[column]) if row is not None else ZERO
+
+    def summed(names: tuple[str, ...], column: str = "revenue") -> Decimal:
+        return sum((channel(n, column) for n in names), ZERO)
+
+    messages = CHANNELS[:4]
+    current, previous = summed(messages), summed(messages, "p_revenue")
+    share = None if revenue == 0 else round(float(current / revenue * 100), 2)
+    return Attributed(
+        revenue=change(current, previous),
+        share_pct=share,
+        campaigns=summed(("email_campaign", "sms_campaign")),
+        flows=summed(("email_flow", "sms_flow")),
+        email=summed(("email_campaign", "email_flow")),
+        sms=summed(("sms_campaign", "sms_flow")),
+        klaviyo=rules.get("klaviyo", ZERO),
+        last_touch=rules.get("last_touch", ZERO),
+        email_window_hours=int(EMAIL_TOUCH_WINDOW.total_seconds() // 3600),
+        sms_window_hours=int(SMS_TOUCH_WINDOW.total_seconds() // 3600),
     )

@@ -1,6 +1,7 @@
 """Performance tables of campaigns and flows over a date range, against the previous range.
 
-Figures come from `fact_message_engagement` and `fact_conversions` summed over the range's
+The open rate is unique opens per delivered *email* (None when no email was delivered: SMS
+has no opens), so it sorts last either way. Figures come from `fact_message_engagement` and `fact_conversions` summed over the range's
 dates (both additive: unique figures count on the day a pair first happens). Forms, segments
 and chart series live in `audiences` and `charts` and are re-exported here, so that callers
 need one import. Definitions: docs/analytics.md.
@@ -30,6 +31,7 @@ from klaviyo_analytics.analytics.charts import (
     channel_distribution,
     engagement_by_day,
     revenue_by_day,
+    revenue_series,
 )
 from klaviyo_analytics.analytics.errors import InvalidParameterError
 from klaviyo_analytics.analytics.kpis import range_params
@@ -58,6 +60,7 @@ __all__ = [
     "flow_performance",
     "form_performance",
     "revenue_by_day",
+    "revenue_series",
     "segment_performance",
     "top_flows",
     "top_forms",
@@ -78,10 +81,16 @@ _METRIC_SORTS = (
     "unsubscribes",
     "previous_revenue",
     "revenue_change_pct",
+    "bounces",
+    "spam_complaints",
+    "bounce_rate",
+    "spam_rate",
+    "unsubscribe_rate",
+    "click_to_open_rate",
 )
 CAMPAIGN_SORTS = ("name", "channel", "send_time", *_METRIC_SORTS)
 FLOW_SORTS = ("name", "status", *_METRIC_SORTS)
-FLOW_MESSAGE_SORTS = ("name", "channel", *_METRIC_SORTS)
+FLOW_MESSAGE_SORTS = ("position", "name", "channel", *_METRIC_SORTS)
 
 
 @dataclass(frozen=True)
@@ -96,7 +105,7 @@ class CampaignRow:
     delivered: int
     unique_opens: int
     unique_clicks: int
-    open_rate: Decimal
+    open_rate: Decimal | None
     click_rate: Decimal
     conversions: int
     revenue: Decimal
@@ -104,6 +113,12 @@ class CampaignRow:
     unsubscribes: int
     previous_revenue: Decimal
     revenue_change_pct: float | None
+    bounces: int
+    spam_complaints: int
+    bounce_rate: Decimal | None
+    spam_rate: Decimal | None
+    unsubscribe_rate: Decimal | None
+    click_to_open_rate: Decimal | None
 
 
 @dataclass(frozen=True)
@@ -117,7 +132,7 @@ class FlowRow:
     delivered: int
     unique_opens: int
     unique_clicks: int
-    open_rate: Decimal
+    open_rate: Decimal | None
     click_rate: Decimal
     conversions: int
     revenue: Decimal
@@ -125,6 +140,12 @@ class FlowRow:
     unsubscribes: int
     previous_revenue: Decimal
     revenue_change_pct: float | None
+    bounces: int
+    spam_complaints: int
+    bounce_rate: Decimal | None
+    spam_rate: Decimal | None
+    unsubscribe_rate: Decimal | None
+    click_to_open_rate: Decimal | None
 
 
 @dataclass(frozen=True)
@@ -133,13 +154,14 @@ class FlowMessageRow:
 
     id: str
     flow_id: str
+    position: int
     name: str | None
     channel: str | None
     recipients: int
     delivered: int
     unique_opens: int
     unique_clicks: int
-    open_rate: Decimal
+    open_rate: Decimal | None
     click_rate: Decimal
     conversions: int
     revenue: Decimal
@@ -147,19 +169,32 @@ class FlowMessageRow:
     unsubscribes: int
     previous_revenue: Decimal
     revenue_change_pct: float | None
+    bounces: int
+    spam_complaints: int
+    bounce_rate: Decimal | None
+    spam_rate: Decimal | None
+    unsubscribe_rate: Decimal | None
+    click_to_open_rate: Decimal | None
 
 
 # Per source (campaign, flow or flow message): sums over the range and the previous range.
 _FIGURES: LiteralString = (
     "coalesce(e.recipients, 0)::bigint AS recipients, coalesce(e.delivered, 0)::bigint AS delivered,"
     " coalesce(e.unique_opens, 0)::bigint AS unique_opens, coalesce(e.unique_clicks, 0)::bigint AS unique_clicks,"
-    " round(coalesce(e.unique_opens::numeric / nullif(e.delivered, 0), 0), 6) AS open_rate,"
+    " round(e.unique_opens::numeric / nullif(e.email_delivered, 0), 6) AS open_rate,"
     " round(coalesce(e.unique_clicks::numeric / nullif(e.delivered, 0), 0), 6) AS click_rate,"
     " coalesce(v.conversions, 0)::bigint AS conversions, coalesce(v.revenue, 0) AS revenue,"
     " round(coalesce(v.revenue / nullif(e.recipients, 0), 0), 2) AS revenue_per_recipient,"
     " coalesce(e.unsubscribes, 0)::bigint AS unsubscribes, coalesce(p.revenue, 0) AS previous_revenue,"
     " round((coalesce(v.revenue, 0) - p.revenue) / nullif(p.revenue, 0) * 100, 2)::float8"
-    "  AS revenue_change_pct"
+    "  AS revenue_change_pct,"
+    # Deliverability as Klaviyo computes it: per recipient, except click-to-open (per open).
+    " coalesce(e.bounces, 0)::bigint AS bounces,"
+    " coalesce(e.spam_complaints, 0)::bigint AS spam_complaints,"
+    " round(e.bounces::numeric / nullif(e.email_recipients, 0), 6) AS bounce_rate,"
+    " round(e.spam_complaints::numeric / nullif(e.email_recipients, 0), 6) AS spam_rate,"
+    " round(e.unsubscribes::numeric / nullif(e.recipients, 0), 6) AS unsubscribe_rate,"
+    " round(e.email_clicks::numeric / nullif(e.unique_opens, 0), 6) AS click_to_open_rate"
 )
 
 
@@ -167,6 +202,10 @@ def _sums(key: LiteralString) -> sql.Composed:
     """Return the CTEs e (engagement), v (conversions), p (previous revenue) keyed by `key`."""
     return sql.SQL(
         "e AS (SELECT {k} AS key, sum(recipients) AS recipients, sum(delivered) AS delivered,"
+        " sum(delivered) FILTER (WHERE channel LIKE 'email%%') AS email_delivered,"
+        " sum(recipients) FILTER (WHERE channel LIKE 'email%%') AS email_recipients,"
+        " sum(unique_clicks) FILTER (WHERE channel LIKE 'email%%') AS email_clicks,"
+        " sum(bounces) AS bounces, sum(spam_complaints) AS spam_complaints,"
         " sum(unique_opens) AS unique_opens, sum(unique_clicks) AS unique_clicks,"
         " sum(unsubscribes) AS unsubscribes FROM fact_message_engagement"
         " WHERE source_type = %(source_type)s AND date >= %(cs)s AND date <= %(ce)s"
@@ -195,12 +234,14 @@ async def campaign_performance(
     limit: int = 50,
     offset: int = 0,
     search: str | None = None,
+    campaign_id: str | None = None,
 ) -> Table[CampaignRow]:
-    """Return a page of campaigns with activity in the range or sent in it, and the total.
+    """Return a page of campaigns with activity in the range or sent in it, and the total
+    (only campaign `campaign_id`, when given).
 
     Raises InvalidParameterError for a sort column outside CAMPAIGN_SORTS, or a bad page.
     """
-    params = {**range_params(rng, tz), "source_type": "campaign", "source_id": None,
+    params = {**range_params(rng, tz), "source_type": "campaign", "source_id": campaign_id,
               "pattern": search_pattern(search)}  # fmt: skip
     rows_sql = sql.SQL(
         "{sums}, r AS (SELECT c.id, c.name, c.channel, c.send_time, {figures}"
@@ -208,6 +249,7 @@ async def campaign_performance(
         " LEFT JOIN p ON p.key = c.id"
         " WHERE (e.key IS NOT NULL OR v.key IS NOT NULL"
         "  OR (c.send_time >= %(clo)s AND c.send_time < %(chi)s))"
+        " AND (%(source_id)s::text IS NULL OR c.id = %(source_id)s)"
         " AND (%(pattern)s::text IS NULL OR c.name ILIKE %(pattern)s))"
     ).format(sums=_sums("source_id"), figures=sql.SQL(_FIGURES))
     rows, total = await fetch_page(conn, rows_sql, params, sort=sort, allowed=CAMPAIGN_SORTS,
@@ -278,8 +320,12 @@ async def flow_message_performance(
         raise NotFoundError(f"flow {flow_id!r} not found")
     params = {**range_params(rng, tz), "source_type": "flow", "source_id": flow_id}
     rows_sql = sql.SQL(
-        "{sums}, r AS (SELECT m.id, m.flow_id, m.name, m.channel, {figures}"
-        " FROM klaviyo_flow_messages m LEFT JOIN e ON e.key = m.id LEFT JOIN v ON v.key = m.id"
+        # position: the message's place in the flow, by its action's creation (flow order).
+        "{sums}, r AS (SELECT m.id, m.flow_id,"
+        " row_number() OVER (ORDER BY a.created NULLS LAST, m.flow_action_id, m.id) AS position,"
+        " m.name, m.channel, {figures}"
+        " FROM klaviyo_flow_messages m LEFT JOIN klaviyo_flow_actions a ON a.id = m.flow_action_id"
+        " LEFT JOIN e ON e.key = m.id LEFT JOIN v ON v.key = m.id"
         " LEFT JOIN p ON p.key = m.id WHERE m.flow_id = %(source_id)s)"
     ).format(sums=_sums("message_id"), figures=sql.SQL(_FIGURES))
     rows, total = await fetch_page(conn, rows_sql, params, sort=sort, allowed=FLOW_MESSAGE_SORTS,
@@ -289,6 +335,7 @@ async def flow_message_performance(
             FlowMessageRow(
                 id=r["id"],
                 flow_id=r["flow_id"],
+                position=int(r["position"]),
                 name=r["name"],
                 channel=r["channel"],
                 **_figures(r),

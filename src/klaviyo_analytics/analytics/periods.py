@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from klaviyo_analytics.analytics.errors import InvalidParameterError, InvalidRangeError
@@ -18,6 +19,7 @@ from klaviyo_analytics.db.repos.sync_state import SyncStateRepository
 __all__ = [
     "MAX_RANGE_DAYS",
     "PRESETS",
+    "Bucket",
     "DateRange",
     "InvalidRangeError",
     "local_today",
@@ -39,6 +41,11 @@ PRESETS = (
     "this-year",
 )
 DEFAULT_PRESET = "last-30-days"
+Bucket = Literal["hour", "day", "week", "month"]
+# The longest ranges drawn with hourly, daily and weekly buckets; longer ones go by month.
+HOURLY_MAX_DAYS = 2
+DAILY_MAX_DAYS = 92
+WEEKLY_MAX_DAYS = 731
 MAX_RANGE_DAYS = 3660
 
 
@@ -74,6 +81,17 @@ class DateRange:
         end = self.start - timedelta(days=1)
         return DateRange(end - timedelta(days=self.days - 1), end)
 
+    def year_earlier(self) -> DateRange:
+        """Return the same dates a year earlier (29 February becomes the 28th)."""
+
+        def back(d: date) -> date:
+            try:
+                return d.replace(year=d.year - 1)
+            except ValueError:  # 29 February
+                return d.replace(year=d.year - 1, day=28)
+
+        return DateRange(back(self.start), back(self.end))
+
     def bounds(self, tz: str) -> tuple[datetime, datetime]:
         """Return the half-open UTC instants [local midnight of start, local midnight after end).
 
@@ -87,6 +105,15 @@ class DateRange:
     def dates(self) -> list[date]:
         """Return every date of the range, oldest first."""
         return [self.start + timedelta(days=i) for i in range(self.days)]
+
+    def bucket(self) -> Bucket:
+        """Return the bucket a chart of this range uses: hours for a day or two, days up to
+        three months, weeks up to two years, months beyond (a year is not 335 daily bars)."""
+        if self.days <= HOURLY_MAX_DAYS:
+            return "hour"
+        if self.days <= DAILY_MAX_DAYS:
+            return "day"
+        return "week" if self.days <= WEEKLY_MAX_DAYS else "month"
 
     def __str__(self) -> str:
         return f"{self.start.isoformat()}..{self.end.isoformat()}"

@@ -16,7 +16,17 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from klaviyo_analytics.analytics import metric_names as names
-from klaviyo_analytics.analytics.kpis import CENT, ZERO, Change, Overview, change, ratio
+from klaviyo_analytics.analytics.kpis import (
+    CENT,
+    ZERO,
+    Change,
+    Compare,
+    Overview,
+    change,
+    comparison,
+    count_change,
+    ratio,
+)
 from klaviyo_analytics.analytics.periods import DateRange
 from klaviyo_analytics.api.deps import AppState
 from klaviyo_analytics.api.errors import ConflictError
@@ -69,7 +79,11 @@ async def klaviyo_metrics(client: KlaviyoClient) -> list[Metric]:
 
 
 async def klaviyo_overview(
-    client: KlaviyoClient, rng: DateRange, tz: str, metric_ids: dict[str, str]
+    client: KlaviyoClient,
+    rng: DateRange,
+    tz: str,
+    metric_ids: dict[str, str],
+    compare: Compare = "previous",
 ) -> Overview:
     """Build the overview of `rng` from POST /api/metric-aggregates (daily buckets in `tz`).
 
@@ -80,7 +94,7 @@ async def klaviyo_overview(
     """
     if not metric_ids:
         metric_ids = {m.name: m.id for m in await klaviyo_metrics(client) if m.name}
-    prev = rng.previous()
+    prev = comparison(rng, compare)
     lo, _ = prev.bounds(tz)
     _, hi = rng.bounds(tz)
     zone = ZoneInfo(tz)
@@ -117,9 +131,6 @@ async def klaviyo_overview(
     def get(figures: dict[str, tuple[Decimal, Decimal]], measure: str, which: int) -> Decimal:
         return figures.get(measure, (ZERO, ZERO))[which]
 
-    def pair(figures: dict[str, tuple[Decimal, Decimal]], measure: str) -> Change:
-        return change(get(figures, measure, 0), get(figures, measure, 1))
-
     def rates(numerator: dict[str, tuple[Decimal, Decimal]], measure: str) -> Change:
         return change(
             ratio(get(numerator, measure, 0), get(received, "count", 0)),
@@ -132,17 +143,18 @@ async def klaviyo_overview(
     return Overview(
         range=rng,
         previous_range=prev,
+        compare=compare,
         revenue=change(revenue[0], revenue[1]),
         net_revenue=change(revenue[0] - refunded[0], revenue[1] - refunded[1]),
         refunds=change(refunded[0], refunded[1]),
-        orders=change(count[0], count[1]),
+        orders=count_change(count[0], count[1]),
         aov=change(ratio(revenue[0], count[0], CENT), ratio(revenue[1], count[1], CENT)),
-        unique_customers=pair(orders, "unique"),
-        subscribers=change(0, 0),
+        unique_customers=count_change(*(get(orders, "unique", i) for i in (0, 1))),
+        subscribers=count_change(0, 0),
         open_rate=rates(opened, "unique"),
         click_rate=rates(clicked, "unique"),
         conversion_rate=rates(orders, "unique"),
-        form_submissions=pair(forms, "count"),
+        form_submissions=count_change(*(get(forms, "count", i) for i in (0, 1))),
         revenue_by_channel={},
         data_through=None,
         subscribers_source="unavailable",

@@ -2,14 +2,16 @@
 
 An embedded PostgreSQL, a local Klaviyo-compatible sandbox on a free port (its store is kept
 the same between runs, and its clock follows real time so there is always new data), a full
-sync with progress bars, then the dashboard and API, with an admin key printed. A second run
-reuses the database and syncs incrementally.
+sync with progress bars, then the dashboard and API, with an admin key printed once the server
+answers. A second run reuses the database (and the admin key, saved 0600 beside the data) and
+syncs incrementally.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,7 +23,7 @@ import typer
 from pydantic import SecretStr
 from rich.console import Console
 
-from klaviyo_analytics.api.auth import create_key, revoke_key
+from klaviyo_analytics.api.auth import create_key, hash_token, revoke_key
 from klaviyo_analytics.cli.common import fail_cleanly, load
 from klaviyo_analytics.cli.runtime import stop_on_sigterm
 from klaviyo_analytics.cli.sync import print_summary, run_sync
@@ -29,6 +31,7 @@ from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.migrate import migrate
 from klaviyo_analytics.db.pool import Conn
 from klaviyo_analytics.db.repos.api_keys import ApiKeyRepository
+from klaviyo_analytics.private import FILE_MODE, private_dir, private_file
 from klaviyo_analytics.sandbox.config import SandboxConfig, StoreOptions
 from klaviyo_analytics.sandbox.server import SandboxServer
 from klaviyo_analytics.sync.runner import StreamResult
@@ -36,6 +39,8 @@ from klaviyo_analytics.wiring import check_reachable, database_server, open_data
 
 console = Console()
 DEMO_KEY_NAME = "demo"
+# The demo's admin key, kept beside the data (0600) so that every run and restart reuses it.
+DEMO_KEY_FILE = "demo-admin-key"
 
 
 @dataclass(frozen=True)
@@ -124,15 +129,12 @@ def demo_command(
         finally:
             if results:
                 print_summary(results)
-        token = asyncio.run(_fresh_admin_key(demo, conninfo))
+        token = asyncio.run(_demo_admin_key(demo, conninfo, settings.home_dir / DEMO_KEY_FILE))
         if not serve:
             console.print(f"admin key: {token}")
             return
         chosen = port if _is_free(port) else _free_port()
         url = f"http://127.0.0.1:{chosen}/"
-        console.print(
-            f"\n[bold green]dashboard[/bold green] {url}\n[bold]admin key[/bold] {token}\nCtrl-C to stop"
-        )
         # Imported here: the app pulls in the forecasting libraries (~130 MiB), which every
         # other command (and `sync` in particular) should not pay for at start-up.
         import uvicorn
@@ -140,7 +142,27 @@ def demo_command(
         from klaviyo_analytics.api.app import create_app
 
         app = create_app(demo, conninfo=conninfo)
-        uvicorn.run(app, host="127.0.0.1", port=chosen, log_config=None)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=chosen, log_config=None))
+
+        async def announce() -> None:
+            # The URL is printed once the server answers, so that it never leads to a refusal.
+            while not server.started:
+                if server.should_exit:
+                    return
+                await asyncio.sleep(0.05)
+            console.print(
+                f"\n[bold green]dashboard[/bold green] {url}\n[bold]admin key[/bold] {token}"
+                f" (kept in {settings.home_dir / DEMO_KEY_FILE} for the next runs)\nCtrl-C to stop"
+            )
+
+        async def run() -> None:
+            waiting = asyncio.create_task(announce())
+            try:
+                await server.serve()
+            finally:
+                waiting.cancel()
+
+        asyncio.run(run())
 
 
 def _catch_up(sandbox: SandboxServer) -> None:
@@ -152,18 +174,45 @@ def _catch_up(sandbox: SandboxServer) -> None:
         ).raise_for_status()
 
 
-async def _fresh_admin_key(settings: Settings, conninfo: str) -> str:
-    """Revoke earlier demo keys and create one for this run; return its token (shown once)."""
+def read_demo_key(path: Path) -> str | None:
+    """Return the demo key saved by an earlier run, or None."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    return token or None
+
+
+def save_demo_key(path: Path, token: str) -> None:
+    """Write the demo key to `path`, readable by its owner only (0600 from the start)."""
+    private_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(token + "\n")
+    private_file(path)
+
+
+async def _demo_admin_key(settings: Settings, conninfo: str, path: Path) -> str:
+    """Return the demo's admin key: the one saved beside the data by an earlier run while the
+    database still accepts it (so an open dashboard stays logged in across runs), else a new
+    one (earlier demo keys revoked), saved 0600 at `path`."""
+    saved = read_demo_key(path)
     async with open_database(settings.model_copy(update={"db_min_connections": 1}), conninfo) as db:
 
-        async def work(conn: Conn) -> str:
-            for key in await ApiKeyRepository().list(conn, include_revoked=False):
+        async def work(conn: Conn) -> tuple[str, bool]:
+            keys = ApiKeyRepository()
+            if saved is not None and await keys.find_active(conn, hash_token(saved)) is not None:
+                return saved, False
+            for key in await keys.list(conn, include_revoked=False):
                 if key.name == DEMO_KEY_NAME:
                     await revoke_key(conn, key.id, actor="demo")
-            return (await create_key(conn, name=DEMO_KEY_NAME, role="admin", actor="demo")).token
+            created = await create_key(conn, name=DEMO_KEY_NAME, role="admin", actor="demo")
+            return created.token, True
 
-        token: str = await db.run(work)
-        return token
+        token, fresh = await db.run(work)
+    if fresh:
+        save_demo_key(path, token)
+    return token
 
 
 def _is_free(port: int) -> bool:

@@ -14,6 +14,8 @@ app = typer.Typer(
     help="Sync a Klaviyo account into PostgreSQL and serve analytics on it.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain click help: typer's rich help labels every flag "<bool>" (`--help <bool>`).
+    rich_markup_mode=None,
 )
 app.add_typer(db.migrate_app, name="migrate")
 app.command("maintenance")(db.maintenance_command)

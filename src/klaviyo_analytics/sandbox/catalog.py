@@ -31,6 +31,9 @@ PLACED_ORDER = 10
 REFUNDED_ORDER = 11
 VIEWED_FORM = 12
 SUBMITTED_FORM = 13
+# Consent events Klaviyo records when a signup joins a list and consents to email marketing.
+SUBSCRIBED_TO_LIST = 14
+SUBSCRIBED_TO_EMAIL = 15
 
 KLAVIYO = {"object": "integration", "id": "0rG4eQ", "key": "klaviyo", "name": "Klaviyo",
            "category": "Internal"}  # fmt: skip
@@ -52,6 +55,8 @@ _METRICS: tuple[tuple[str, dict[str, str]], ...] = (
     ("Refunded Order", SHOPIFY),
     ("Viewed Form", KLAVIYO),
     ("Submitted Form", KLAVIYO),
+    ("Subscribed to List", KLAVIYO),
+    ("Subscribed to Email Marketing", KLAVIYO),
 )
 
 FLOW_TYPES = ("welcome", "abandoned_cart", "browse_abandonment", "post_purchase", "win_back")

@@ -53,6 +53,8 @@ SMS_CLICK_BUY_P = 0.07
 ORDER_MEDIAN_CENTS = 6500
 ORDER_SIGMA = 0.75
 ORDER_MIN_CENTS = 500
+# Share of signups who consent to email marketing on the form (the rest only join the list).
+SUBSCRIBE_EMAIL_P = 0.9
 _HOUR_WEIGHTS = np.array(
     [4, 3, 2, 1, 1, 1, 1, 2, 3, 4, 5, 6, 6, 6, 6, 7, 7, 8, 9, 10, 10, 10, 9, 7], dtype=float
 )
@@ -229,6 +231,8 @@ class StoreGenerator:
                 value=amount[refunded], attr=o_ids[refunded],
             )  # fmt: skip
 
+        self._subscriptions(origin, b, signups, cat.profile_created[lo:hi])
+
         events = b.build()
         # Nothing may land beyond the spill window.
         limit = day_start + (SPILL_DAYS + 1) * DAY - 1
@@ -237,6 +241,21 @@ class StoreGenerator:
                 np.minimum(events.ts, limit), *(getattr(events, n) for n in _COLUMNS[1:])
             )
         return events
+
+    # Subscriptions ------------------------------------------------------------------------------
+
+    def _subscriptions(
+        self, origin: int, b: _Builder, signups: np.ndarray, t_sub: np.ndarray
+    ) -> None:
+        """Add each signup's "Subscribed to List" (the Newsletter list, as the form submits) and,
+        for those who consent, "Subscribed to Email Marketing". A random stream of their own and
+        added last of the day, so the store's other events (and their ids) stay as they were."""
+        if signups.size == 0:
+            return
+        rng = np.random.default_rng([self.options.seed, 101, origin])
+        b.add(t_sub + 1, c.SUBSCRIBED_TO_LIST, signups, aux=0)
+        consent = rng.random(signups.size) < SUBSCRIBE_EMAIL_P
+        b.add(t_sub[consent] + 2, c.SUBSCRIBED_TO_EMAIL, signups[consent])
 
     def _flow(
         self,

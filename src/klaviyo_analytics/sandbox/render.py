@@ -154,6 +154,11 @@ class Renderer:
         elif metric in (c.VIEWED_FORM, c.SUBMITTED_FORM):
             form = self.cat.forms[int(ev.aux[i])]
             props = {"form_id": form.id, "form_name": form.name, "form_type": "popup"}
+        elif metric == c.SUBSCRIBED_TO_LIST:
+            group = self.cat.lists[int(ev.aux[i])]
+            props = {"List": group.name, "$list": group.id, "Method": "Klaviyo Form"}
+        elif metric == c.SUBSCRIBED_TO_EMAIL:
+            props = {"Method": "Klaviyo Form", "Channel": "email"}
         if kind == KIND_CAMPAIGN and metric != c.PLACED_ORDER:
             campaign = self.cat.campaigns[source]
             props.update(

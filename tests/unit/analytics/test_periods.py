@@ -135,3 +135,29 @@ def test_an_unknown_zone_is_refused_by_name() -> None:
 def test_a_range_cannot_be_built_backwards() -> None:
     with pytest.raises(InvalidRangeError, match="after end"):
         DateRange(date(2026, 1, 2), date(2026, 1, 1))
+
+
+def test_a_year_earlier_keeps_the_dates_and_moves_29_february_to_the_28th() -> None:
+    got = DateRange(date(2026, 11, 3), date(2026, 12, 2)).year_earlier()
+    assert got == DateRange(date(2025, 11, 3), date(2025, 12, 2))
+    leap = DateRange(date(2028, 2, 1), date(2028, 2, 29)).year_earlier()
+    assert leap == DateRange(date(2027, 2, 1), date(2027, 2, 28))
+
+
+@pytest.mark.parametrize(
+    ("days", "bucket"),
+    [
+        (1, "hour"),
+        (2, "hour"),
+        (3, "day"),
+        (92, "day"),
+        (93, "week"),
+        (731, "week"),
+        (732, "month"),
+    ],
+)
+def test_charts_bucket_by_hour_day_week_or_month_with_the_range_length(
+    days: int, bucket: str
+) -> None:
+    start = date(2025, 1, 1)
+    assert DateRange(start, start + timedelta(days=days - 1)).bucket() == bucket

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import fields
+from dataclasses import MISSING, dataclass, fields
 from datetime import datetime
-from decimal import Decimal
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar, get_type_hints
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import Field
+from pydantic import Field, create_model
 
-from klaviyo_analytics.analytics import kpis, performance
-from klaviyo_analytics.analytics.kpis import Change, Overview
-from klaviyo_analytics.analytics.periods import DateRange
+from klaviyo_analytics.analytics import details, kpis, performance
+from klaviyo_analytics.analytics.kpis import Compare, Overview
+from klaviyo_analytics.analytics.periods import Bucket, DateRange, local_today
 from klaviyo_analytics.analytics.table import Table
 from klaviyo_analytics.api.auth import Principal
 from klaviyo_analytics.api.deps import (
@@ -46,37 +45,39 @@ router = APIRouter(
 RowT = TypeVar("RowT")
 
 
-class OverviewResponse(Sourced):
-    """The range's KPIs, each with the previous range's figure and the change in %.
+def _overview_fields() -> dict[str, Any]:
+    hints = get_type_hints(Overview)
+    found: dict[str, Any] = {}
+    for f in fields(Overview):
+        default = f.default if f.default is not MISSING else ...
+        found[f.name] = (hints[f.name], default)
+    return found
 
-    Money and rates are decimal strings (exact); `change_pct` is a number or null.
-    """
 
-    timezone: str
-    range: DateRange
-    previous_range: DateRange
-    revenue: Change
-    net_revenue: Change
-    refunds: Change
-    orders: Change
-    aov: Change
-    unique_customers: Change
-    subscribers: Change
-    open_rate: Change
-    click_rate: Change
-    conversion_rate: Change
-    form_submissions: Change
-    revenue_by_channel: dict[str, Decimal]
-    data_through: datetime | None
-    subscribers_source: str
-    coverage: Coverage | None = Field(
-        default=None,
-        description=(
-            "what the database holds for the range: data, empty (zeros within the synced "
-            "history), before_history, after_history (past what was synced), no_data; null for "
-            "an answer from Klaviyo"
+# The response is the analytics `Overview` (one definition of its fields) plus where it came
+# from: the model is built from the dataclass, so a figure added there appears here.
+OverviewResponse: Any = create_model(
+    "OverviewResponse",
+    __base__=Sourced,
+    __doc__=(
+        "The range's KPIs, each with the comparison range's figure and the change in %.\n\n"
+        "Money and rates are decimal strings (exact), counts integers; `change_pct` is a "
+        "number or null."
+    ),
+    timezone=(str, ...),
+    coverage=(
+        Coverage | None,
+        Field(
+            default=None,
+            description=(
+                "what the database holds for the range: data, empty (zeros within the synced "
+                "history), before_history, after_history (past what was synced), no_data; null "
+                "for an answer from Klaviyo"
+            ),
         ),
-    )
+    ),
+    **_overview_fields(),
+)
 
 
 class TableResponse(Sourced, Generic[RowT]):
@@ -93,11 +94,28 @@ class TableResponse(Sourced, Generic[RowT]):
 
 
 class ChartResponse(Sourced, Generic[RowT]):
-    """A chart's points over the range."""
+    """A chart's points over the range (`bucket`: hour, day, week or month, where it varies)."""
 
     timezone: str
     range: DateRange
+    bucket: Bucket | None = None
     points: list[RowT]
+
+
+@dataclass(frozen=True)
+class RevenueChart:
+    bucket: Bucket
+    points: list[performance.RevenuePoint]
+    previous_range: DateRange | None
+    previous: list[performance.RevenuePoint] | None
+
+
+class RevenueChartResponse(ChartResponse[performance.RevenuePoint]):
+    """Revenue per bucket and channel; with `compare`, the comparison range's series too
+    (`previous`, the same buckets in the same order), else null."""
+
+    previous_range: DateRange | None = None
+    previous: list[performance.RevenuePoint] | None = None
 
 
 Sort = Annotated[str | None, Query(max_length=40, description="column to sort by")]
@@ -116,28 +134,47 @@ def _overview_body(
     tz: str,
     source: Literal["database", "klaviyo"],
     covered: Coverage | None = None,
-) -> OverviewResponse:
+) -> Sourced:
     values: dict[str, Any] = {f.name: getattr(ov, f.name) for f in fields(ov)}
-    return OverviewResponse(source=source, timezone=tz, coverage=covered, **values)
+    body: Sourced = OverviewResponse(source=source, timezone=tz, coverage=covered, **values)
+    return body
+
+
+CompareQuery = Annotated[
+    Compare,
+    Query(
+        description=(
+            "what the range is compared with: previous (the preceding range of equal length) "
+            "or year (the same dates a year earlier)"
+        )
+    ),
+]
 
 
 @router.get("/overview", response_model=OverviewResponse, summary="Overview KPIs of a date range")
-async def overview(request: Request, state: State, principal: Caller, rq: Range) -> Response:
+async def overview(
+    request: Request,
+    state: State,
+    principal: Caller,
+    rq: Range,
+    compare: CompareQuery = "previous",
+) -> Response:
     """Return the KPIs from the database, labelled with what it holds for the range.
 
     Only before the first events sync may it answer from Klaviyo (and start that sync once)."""
     lo, hi = rq.range.bounds(rq.tz)
 
-    async def produce() -> OverviewResponse:
+    async def produce() -> Sourced:
         async def local(conn: Conn) -> tuple[Overview, Coverage]:
-            return await kpis.overview(conn, rq.range, rq.tz), await coverage(conn, lo, hi)
+            found = await kpis.overview(conn, rq.range, rq.tz, compare)
+            return found, await coverage(conn, lo, hi)
 
         async def names(conn: Conn) -> dict[str, str]:
             return {m.name: m.id for m in reversed(await metric_names(conn))}
 
         if state.klaviyo is not None and await may_ask_klaviyo(state, "events"):
             ids = await state.db.run(names, readonly=True)
-            remote = await klaviyo_overview(state.klaviyo, rq.range, rq.tz, ids)
+            remote = await klaviyo_overview(state.klaviyo, rq.range, rq.tz, ids, compare)
             sync_once(state, "events")
             return _overview_body(remote, rq.tz, "klaviyo")
         found, covered = await state.db.run(local, readonly=True)
@@ -305,6 +342,56 @@ _table_route(
 )
 
 
+class CampaignDetailResponse(Sourced):
+    """One campaign: its figures from its send date to today (`range`), and its first 72 hours
+    after the send, hour by hour (`hours`; empty for a campaign never sent)."""
+
+    timezone: str
+    range: DateRange
+    send_time: datetime | None
+    campaign: performance.CampaignRow
+    hours: list[details.CampaignHour]
+
+
+@router.get(
+    "/campaigns/{campaign_id}",
+    response_model=CampaignDetailResponse,
+    summary="One campaign's figures and its first 72 hours",
+    responses={404: {"description": "Unknown campaign"}},
+)
+async def campaign(
+    request: Request,
+    state: State,
+    principal: Caller,
+    campaign_id: Annotated[str, Path(pattern=ID_PATTERN)],
+) -> Response:
+    """Return the campaign's figures since its send and its first 72 hours; 404 if unknown."""
+    tz = await state.timezone()
+    today = local_today(tz, state.clock())
+
+    async def produce() -> Sourced:
+        found = await state.db.run(
+            lambda c: details.campaign_detail(c, campaign_id, tz, today), readonly=True
+        )
+        return CampaignDetailResponse(
+            source="database",
+            timezone=tz,
+            range=found.range,
+            send_time=found.send_time,
+            campaign=found.campaign,
+            hours=found.hours,
+        )
+
+    return await answer(
+        request,
+        state,
+        principal,
+        group="campaigns",
+        ttl_s=ttl_for(state, "campaigns"),
+        produce=produce,
+    )
+
+
 @router.get(
     "/flows/{flow_id}/messages",
     response_model=TableResponse[performance.FlowMessageRow],
@@ -350,19 +437,50 @@ async def flow_messages(
 
 @router.get(
     "/charts/revenue",
-    response_model=ChartResponse[performance.RevenuePoint],
-    summary="Revenue and orders per day and channel",
+    response_model=RevenueChartResponse,
+    summary="Revenue and orders per hour, day, week or month and channel",
 )
-async def revenue_chart(request: Request, state: State, principal: Caller, rq: Range) -> Response:
-    """Return revenue and orders per local day and channel."""
-    return await _chart(
-        request,
-        state,
-        principal,
-        rq,
-        row=performance.RevenuePoint,
-        group="charts",
-        fetch=lambda c: performance.revenue_by_day(c, rq.range, rq.tz),
+async def revenue_chart(
+    request: Request,
+    state: State,
+    principal: Caller,
+    rq: Range,
+    compare: Annotated[
+        Compare | None,
+        Query(
+            description=(
+                "also return the comparison range's series in `previous` (previous or year), "
+                "bucket for bucket"
+            )
+        ),
+    ] = None,
+) -> Response:
+    """Return revenue and orders per local bucket and channel: hours for a range of one or two
+    days, days up to 92 days, weeks up to two years, months beyond; with `compare`, the same
+    for the comparison range (`previous_range`, `previous`)."""
+
+    async def produce() -> Sourced:
+        async def fetch(conn: Conn) -> RevenueChart:
+            bucket, points = await performance.revenue_series(conn, rq.range, rq.tz)
+            if compare is None:
+                return RevenueChart(bucket, points, None, None)
+            other = kpis.comparison(rq.range, compare)
+            _, before = await performance.revenue_series(conn, other, rq.tz)
+            return RevenueChart(bucket, points, other, before)
+
+        found = await state.db.run(fetch, readonly=True)
+        return RevenueChartResponse(
+            source="database",
+            timezone=rq.tz,
+            range=rq.range,
+            bucket=found.bucket,
+            points=found.points,
+            previous_range=found.previous_range,
+            previous=found.previous,
+        )
+
+    return await answer(
+        request, state, principal, group="charts", ttl_s=ttl_for(state, "charts"), produce=produce
     )
 
 

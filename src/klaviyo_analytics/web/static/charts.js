@@ -1,6 +1,6 @@
 // Charts drawn with the plotly.js bundle of the installed `plotly` Python package (/vendor).
 
-import { CHANNELS, channelColor, channelLabel, count, money, moneyShort } from "./format.js";
+import { CHANNELS, HEALTH, channelColor, channelLabel, count, healthStatus, money, moneyTick, niceTicks, smallRate } from "./format.js";
 
 let loading = null;
 
@@ -51,13 +51,18 @@ async function draw(el, traces, lay) {
 
 const CHANNEL_ORDER = Object.keys(CHANNELS);
 
-/** Sum revenue per channel and day; return the channels in a stable order and the dates. */
+/** A point's x: its local date, or "YYYY-MM-DD HH:00" for an hourly bucket (store time). */
+export function bucketX(p) {
+  return p.hour === null || p.hour === undefined ? p.date : `${p.date} ${String(p.hour).padStart(2, "0")}:00`;
+}
+
+/** Sum revenue per channel and bucket; return the channels in a stable order and the buckets. */
 export function revenueSeries(points) {
-  const dates = [...new Set(points.map((p) => p.date))].sort();
+  const dates = [...new Set(points.map(bucketX))].sort();
   const byChannel = new Map();
   for (const p of points) {
     if (!byChannel.has(p.channel)) byChannel.set(p.channel, new Map());
-    byChannel.get(p.channel).set(p.date, Number(p.revenue));
+    byChannel.get(p.channel).set(bucketX(p), Number(p.revenue));
   }
   const channels = [...byChannel.keys()].sort(
     (a, b) => (CHANNEL_ORDER.indexOf(a) + 99) % 99 - (CHANNEL_ORDER.indexOf(b) + 99) % 99,
@@ -65,18 +70,61 @@ export function revenueSeries(points) {
   return { dates, channels, byChannel };
 }
 
-export async function drawRevenue(el, points, extras) {
+/** Money axis ticks (one money format: the page's, exact to the step) up to `max`. */
+export function moneyAxis(max) {
+  const { step, values } = niceTicks(max);
+  return { tickmode: "array", tickvals: values, ticktext: values.map((v) => moneyTick(v, step)), range: [0, values[values.length - 1]] };
+}
+
+const X_FORMATS = {
+  hour: { tickformat: "%H:%M", hover: "%b %d, %H:%M" },
+  day: { tickformat: "%b %d", hover: "%b %d, %Y" },
+  week: { tickformat: "%b %d", hover: "week of %b %d, %Y" },
+  month: { tickformat: "%b %Y", hover: "%B %Y" },
+};
+
+/** The x axis of a bucketed chart: one tick per bucket when there are few, never repeated. */
+export function bucketAxis(bucket, count) {
+  const f = X_FORMATS[bucket] || X_FORMATS.day;
+  const axis = { type: "date", tickformat: f.tickformat, hoverformat: f.hover };
+  if (bucket === "hour") axis.dtick = count > 24 ? 6 * 3600_000 : 3 * 3600_000;
+  else if (bucket === "day" && count <= 14) axis.dtick = 86400_000;
+  else if (bucket === "month") axis.dtick = "M1";
+  if (bucket === "hour" && count > 24) axis.tickformat = "%b %d %H:%M";
+  return axis;
+}
+
+export async function drawRevenue(el, points, extras, bucket = "day") {
   const { dates, channels, byChannel } = revenueSeries(points);
   const traces = channels
     .filter((c) => [...byChannel.get(c).values()].some((v) => v !== 0))
-    .map((c) => ({
-      type: "bar",
-      name: channelLabel(c),
-      x: dates,
-      y: dates.map((d) => byChannel.get(c).get(d) || 0),
-      marker: { color: channelColor(c) },
-      hovertemplate: `%{y:$,.2f}<extra>${channelLabel(c)}</extra>`,
-    }));
+    .map((c) => {
+      const y = dates.map((d) => byChannel.get(c).get(d) || 0);
+      return {
+        type: "bar",
+        name: channelLabel(c),
+        x: dates,
+        y,
+        marker: { color: channelColor(c) },
+        customdata: y.map((v) => money(v)),
+        hovertemplate: `%{customdata}<extra>${channelLabel(c)}</extra>`,
+      };
+    });
+  const stacked = dates.map((d) => channels.reduce((s, c) => s + Math.max(0, byChannel.get(c).get(d) || 0), 0));
+  let top = Math.max(0, ...stacked);
+  if (extras?.lastYear) {
+    // The same dates a year earlier, bucket for bucket, drawn over this range's bars.
+    const before = revenueSeries(extras.lastYear);
+    const totals = before.dates.map((d) => before.channels.reduce((s, c) => s + (before.byChannel.get(c).get(d) || 0), 0));
+    const y = dates.map((_, i) => (i < totals.length ? Number(totals[i].toFixed(2)) : null));
+    traces.push({
+      type: "scatter", mode: "lines+markers", name: "Same dates last year", x: dates, y,
+      line: { color: "#111827", width: 1.5, dash: "dash" }, marker: { size: 4 },
+      customdata: y.map((v, i) => [money(v), before.dates[i] || ""]),
+      hovertemplate: "%{customdata[0]} (%{customdata[1]})<extra>Same dates last year</extra>",
+    });
+    top = Math.max(top, ...y.filter((v) => v !== null));
+  }
   const shapes = [];
   if (extras?.forecast?.length) {
     const f = extras.forecast;
@@ -91,10 +139,11 @@ export async function drawRevenue(el, points, extras) {
       {
         type: "scatter", mode: "lines", x, y: f.map((p) => p.predicted), name: "Forecast",
         line: { color: "#7c3aed", width: 2.5, dash: "dot" },
-        customdata: f.map((p) => [p.lower, p.upper]),
-        hovertemplate: "%{y:$,.0f} (%{customdata[0]:$,.0f} – %{customdata[1]:$,.0f})<extra>Forecast</extra>",
+        customdata: f.map((p) => [money(p.predicted), money(Math.max(0, p.lower)), money(p.upper)]),
+        hovertemplate: "%{customdata[0]} (%{customdata[1]} – %{customdata[2]})<extra>Forecast</extra>",
       },
     );
+    top = Math.max(top, ...f.map((p) => Number(p.upper)));
     shapes.push({
       type: "line", xref: "x", yref: "paper", x0: x[0], x1: x[0], y0: 0, y1: 1,
       line: { color: "#7c3aed", width: 1, dash: "dash" },
@@ -106,9 +155,10 @@ export async function drawRevenue(el, points, extras) {
       type: "scatter", mode: "markers", name: "Anomaly",
       x: a.map((p) => p.date), y: a.map((p) => p.observed),
       marker: { size: 13, symbol: "circle-open", color: "#dc2626", line: { width: 3 } },
-      customdata: a.map((p) => [p.direction === "spike" ? "Unusual spike" : "Unusual drop", p.expected]),
-      hovertemplate: "%{customdata[0]}: %{y:$,.0f} (expected %{customdata[1]:$,.0f})<extra></extra>",
+      customdata: a.map((p) => [p.direction === "spike" ? "Unusual spike" : "Unusual drop", money(p.observed), money(p.expected)]),
+      hovertemplate: "%{customdata[0]}: %{customdata[1]} (expected %{customdata[2]})<extra></extra>",
     });
+    top = Math.max(top, ...a.map((p) => Number(p.observed)));
   }
   await draw(
     el,
@@ -117,9 +167,10 @@ export async function drawRevenue(el, points, extras) {
       barmode: "stack",
       bargap: dates.length > 60 ? 0.05 : 0.22,
       hovermode: "x unified",
+      showlegend: true,
       shapes,
-      yaxis: { ...layout().yaxis, tickprefix: "", tickformat: "$,.0s", rangemode: "tozero" },
-      xaxis: { ...layout().xaxis, type: "date", tickformat: "%b %d" },
+      yaxis: { ...layout().yaxis, ...moneyAxis(top) },
+      xaxis: { ...layout().xaxis, ...bucketAxis(bucket, dates.length) },
     }),
   );
 }
@@ -148,7 +199,7 @@ export async function drawDistribution(el, points) {
       margin: { l: 8, r: 8, t: 8, b: 8 },
       legend: { orientation: "h", x: 0.5, xanchor: "center", y: -0.02, yanchor: "top" },
       annotations: [{
-        text: `<b>${moneyShort(rows.reduce((s, p) => s + Number(p.revenue), 0))}</b><br><span style="font-size:11px;color:#5b6472">total</span>`,
+        text: `<b>${money(rows.reduce((s, p) => s + Number(p.revenue), 0))}</b><br><span style="font-size:11px;color:#5b6472">total</span>`,
         showarrow: false, font: { size: 18, color: "#111827" }, x: 0.5, y: 0.5, xref: "paper", yref: "paper",
       }],
     }),
@@ -232,6 +283,72 @@ export async function drawTop(el, rows, { value, format, color, label }) {
       xaxis: { ...layout().xaxis, showticklabels: false, showgrid: false, zeroline: false, showline: false },
       yaxis: { ...layout().yaxis, automargin: true, gridcolor: "rgba(0,0,0,0)", ticksuffix: "  " },
       showlegend: false,
+    }),
+  );
+}
+
+/** A campaign's first hours after the send: revenue bars (money axis on the right) and opens
+ * and clicks per hour (lines, left axis). */
+export async function drawCampaignHours(el, hours) {
+  const x = hours.map((p) => p.hour);
+  const revenue = hours.map((p) => Number(p.revenue));
+  const axis = moneyAxis(Math.max(0, ...revenue));
+  await draw(
+    el,
+    [
+      { type: "bar", name: "Revenue", x, y: revenue, yaxis: "y2", marker: { color: "#c7d2fe" },
+        customdata: revenue.map((v) => money(v)), hovertemplate: "%{customdata}<extra>Revenue</extra>" },
+      { type: "scatter", mode: "lines", name: "Opens", x, y: hours.map((p) => p.opens), line: { color: "#4338ca", width: 2 },
+        hovertemplate: "%{y:,}<extra>Opens</extra>" },
+      { type: "scatter", mode: "lines", name: "Clicks", x, y: hours.map((p) => p.clicks), line: { color: "#0ea5e9", width: 2, dash: "dot" },
+        hovertemplate: "%{y:,}<extra>Clicks</extra>" },
+    ],
+    layout({
+      hovermode: "x unified",
+      showlegend: true,
+      margin: { l: 52, r: 64, t: 6, b: 40 },
+      xaxis: { ...layout().xaxis, title: { text: "hours after the send", font: { size: 11 } }, dtick: 12 },
+      yaxis: { ...layout().yaxis, rangemode: "tozero", tickformat: ",d" },
+      yaxis2: { ...layout().yaxis, ...axis, overlaying: "y", side: "right", showgrid: false },
+    }),
+  );
+}
+
+const STATUS_COLOR = { Healthy: "#15803d", "Room for improvement": "#d97706", "Needs attention": "#dc2626" };
+
+/** One list-health rate per campaign, with Klaviyo's healthy threshold as a dashed line. The
+ * status is written on each bar (not shown by colour alone). */
+export async function drawHealth(el, rows, key) {
+  const t = HEALTH[key];
+  const items = rows.filter((r) => r[key] !== null && r[key] !== undefined).slice().reverse();
+  const values = items.map((r) => Number(r[key]));
+  const status = items.map((r) => healthStatus(key, r[key]));
+  const shapes = [];
+  const annotations = [];
+  if (t.healthy !== null) {
+    shapes.push({ type: "line", xref: "x", yref: "paper", x0: t.healthy, x1: t.healthy, y0: 0, y1: 1,
+      line: { color: "#15803d", width: 1.5, dash: "dash" } });
+    annotations.push({ x: t.healthy, xref: "x", y: 1, yref: "paper", yanchor: "bottom", showarrow: false,
+      text: `Klaviyo healthy: below ${smallRate(t.healthy)}`, font: { size: 11, color: "#15803d" } });
+  }
+  const top = Math.max(t.healthy || 0, ...values) * 1.25 || 0.01;
+  await draw(
+    el,
+    [{
+      type: "bar", orientation: "h", y: items.map((r) => r.name), x: values,
+      marker: { color: status.map((s) => STATUS_COLOR[s] || "#4338ca") },
+      text: values.map((v, i) => `${smallRate(v)}${status[i] ? ` · ${status[i]}` : ""}`),
+      textposition: "outside", cliponaxis: false,
+      hovertemplate: "%{y}<br>%{text}<extra></extra>",
+    }],
+    layout({
+      margin: { l: 8, r: 16, t: 22, b: 28 },
+      bargap: 0.3,
+      shapes,
+      annotations,
+      showlegend: false,
+      xaxis: { ...layout().xaxis, range: [0, top], tickformat: top < 0.01 ? ".2%" : ".1%" },
+      yaxis: { ...layout().yaxis, automargin: true, gridcolor: "rgba(0,0,0,0)", ticksuffix: "  " },
     }),
   );
 }

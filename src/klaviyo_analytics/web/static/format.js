@@ -20,12 +20,27 @@ export function money(value) {
   }).format(n);
 }
 
-export function moneyShort(value) {
+/** Money with as many decimals as `step` needs (axis ticks): exact, never rounded to "k". */
+export function moneyTick(value, step = 1) {
   const n = Number(value);
   if (!Number.isFinite(n)) return "—";
-  return formatter(`money-short-${currencyCode}`, {
-    style: "currency", currency: currencyCode, notation: "compact", maximumFractionDigits: 1,
+  const digits = step >= 1 || step <= 0 ? 0 : Math.min(2, Math.ceil(-Math.log10(step) - 1e-9));
+  return formatter(`money-tick-${currencyCode}-${digits}`, {
+    style: "currency", currency: currencyCode, minimumFractionDigits: digits, maximumFractionDigits: digits,
   }).format(n);
+}
+
+/** Round axis ticks from 0 to at least `max`: about `target` steps of 1, 2 or 5 × 10^k. */
+export function niceTicks(max, target = 5) {
+  const top = Math.max(Number(max) || 0, 0);
+  if (top === 0) return { step: 1, values: [0, 1] };
+  const raw = top / target;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * power).find((s) => s >= raw);
+  const values = [];
+  for (let i = 0; i * step < top + step * 1e-9 || values.length < 2; i += 1) values.push(Number((i * step).toPrecision(12)));
+  if (values[values.length - 1] < top) values.push(Number((values.length * step).toPrecision(12)));
+  return { step, values };
 }
 
 export function count(value) {
@@ -131,4 +146,30 @@ export function h(tag, attrs = {}, ...children) {
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
   return el;
+}
+
+// Klaviyo's "Healthy" and "Needs attention" limits for a campaign (the deliverability tab of a
+// sent campaign, help.klaviyo.com article 12695416712219); fractions. Click-to-open has none.
+export const HEALTH = {
+  bounce_rate: { label: "Bounce rate", healthy: 0.01, attention: 0.02 },
+  spam_rate: { label: "Spam complaint rate", healthy: 0.0001, attention: 0.0005 },
+  unsubscribe_rate: { label: "Unsubscribe rate", healthy: 0.003, attention: 0.01 },
+  click_to_open_rate: { label: "Click-to-open rate", healthy: null, attention: null },
+};
+
+/** Klaviyo's word for a rate: Healthy, Room for improvement, Needs attention (or null). */
+export function healthStatus(key, value) {
+  const t = HEALTH[key];
+  const n = Number(value);
+  if (!t || t.healthy === null || value === null || value === undefined || !Number.isFinite(n)) return null;
+  if (n < t.healthy) return "Healthy";
+  return n > t.attention ? "Needs attention" : "Room for improvement";
+}
+
+/** A small rate (0.00012) as a percentage with enough decimals to be read (0.012%). */
+export function smallRate(value) {
+  const n = Number(value);
+  if (value === null || value === undefined || !Number.isFinite(n)) return "—";
+  const digits = n !== 0 && Math.abs(n) < 0.001 ? 3 : 2;
+  return formatter(`small-rate-${digits}`, { style: "percent", minimumFractionDigits: digits, maximumFractionDigits: digits }).format(n);
 }

@@ -6,7 +6,13 @@ import { ago, count, dateTime, duration, h } from "./format.js";
 const POLL_MS = 1000;
 const STREAM_LABELS = {
   metrics: "Metrics", campaigns: "Campaigns", flows: "Flows", lists: "Lists", segments: "Segments",
-  forms: "Forms", profiles: "Profiles", events: "Events", reports: "Reports",
+  forms: "Forms", profiles: "Profiles", events: "Events", reports: "Reports", templates: "Templates",
+};
+
+// Rows written by a run; 0 after an incremental run means Klaviyo had nothing new.
+const rowsCell = (run) => {
+  const n = totalRows(run.rows);
+  return n === 0 && run.status === "succeeded" ? h("span", { title: "Klaviyo had nothing new since the last sync" }, "0 · nothing new") : count(n);
 };
 
 const panel = () => document.getElementById("sync");
@@ -63,7 +69,7 @@ export class SyncPanel {
         h("td", {}, h("span", { class: `chip ${state}` }, live ? "running" : run ? run.status : "never run")),
         h("td", {}, run ? h("span", { title: dateTime(run.started_at, this.timezone) }, ago(run.finished_at || run.started_at)) : "—"),
         h("td", { class: "num" }, live ? duration(Math.round(live.elapsed_s * 1000)) : run ? duration(run.duration_ms) : "—"),
-        h("td", { class: "num" }, live ? count(totalRows(live.rows)) : run ? count(totalRows(run.rows)) : "—"),
+        h("td", { class: "num" }, live ? count(totalRows(live.rows)) : run ? rowsCell(run) : "—"),
         h("td", { class: "num" }, run && !live ? (run.errors ? h("span", { class: "neg", title: run.error_message || "" }, count(run.errors)) : "0") : "—"),
         h("td", { class: "num" }, h("button", {
           type: "button", class: "btn small", disabled: busy,
@@ -83,6 +89,7 @@ export class SyncPanel {
   }
 
   renderHistory(runs) {
+    this.newestRunId = Math.max(this.newestRunId || 0, ...runs.runs.map((r) => r.id));
     const tbody = document.querySelector("#history-table tbody");
     if (!runs.runs.length) {
       tbody.replaceChildren(h("tr", {}, h("td", { colspan: "7", class: "empty" }, "No sync has run yet.")));
@@ -94,7 +101,7 @@ export class SyncPanel {
       h("td", {}, h("span", { class: `chip ${r.status}` }, r.status)),
       h("td", {}, dateTime(r.started_at, this.timezone)),
       h("td", { class: "num" }, duration(r.duration_ms)),
-      h("td", { class: "num" }, count(totalRows(r.rows))),
+      h("td", { class: "num" }, rowsCell(r)),
       h("td", { class: "err-text" }, r.error_message || ""),
     )));
   }
@@ -126,6 +133,8 @@ export class SyncPanel {
   }
 
   async start(stream) {
+    // Runs newer than this one are this sync's (not an earlier sync of the last minute).
+    this.baselineRunId = this.newestRunId || 0;
     const el = progressEl();
     el.hidden = false;
     el.className = "sync-progress";
@@ -178,18 +187,24 @@ export class SyncPanel {
 
   finish(status, runs) {
     this.watching = false;
+    const baseline = this.baselineRunId;
     const since = this.started ? this.started - 60_000 : 0;
     this.started = null;
-    const recent = runs.runs.filter((r) => new Date(r.started_at).getTime() >= since);
+    // This sync's runs: newer than the newest before it started (by time when started elsewhere).
+    const recent = runs.runs.filter((r) => (baseline !== undefined ? r.id > baseline : new Date(r.started_at).getTime() >= since));
+    this.baselineRunId = undefined;
     const failed = recent.filter((r) => r.status !== "succeeded");
     const rows = recent.reduce((s, r) => s + totalRows(r.rows), 0);
+    const streams = new Set(recent.map((r) => r.stream)).size;
+    const idle = recent.filter((r) => r.status === "succeeded" && totalRows(r.rows) === 0).length;
     const el = progressEl();
     el.hidden = false;
     el.className = failed.length ? "sync-progress banner error" : "sync-progress";
     this.setPhase(failed.length ? "failed" : "finished");
     el.replaceChildren(
       h("strong", {}, failed.length ? "Sync finished with errors" : "Sync finished"),
-      ` — ${recent.length} run${recent.length === 1 ? "" : "s"}, ${count(rows)} rows written`,
+      ` — ${streams} stream${streams === 1 ? "" : "s"} synced, ${count(rows)} rows written`,
+      idle ? ` (${idle === streams ? "nothing new" : `${idle} with nothing new`})` : "",
       failed.length ? `; failed: ${failed.map((r) => `${r.stream} (${r.error_message || r.status})`).join(", ")}` : ".",
     );
     panel().dataset.state = "ready";

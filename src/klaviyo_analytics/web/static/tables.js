@@ -28,7 +28,9 @@ export const TABLES = {
       { key: "name", label: "Campaign", name: true, sortable: true },
       { key: "channel", label: "Channel", node: chip, sortable: true },
       { key: "send_time", label: "Sent", fmt: (v, tz) => dateTime(v, tz), sortable: true },
-      ...MESSAGE_FIGURES,
+      // A campaign is sent once: its revenue in the previous range is almost always 0, so a
+      // "vs previous" column would read "n/a" on every row. Flows keep it.
+      ...MESSAGE_FIGURES.filter((c) => c.key !== "revenue_change_pct"),
     ],
     empty: "No campaigns were sent in this range.",
   },
@@ -67,6 +69,8 @@ export const TABLES = {
       { key: "updated", label: "Updated", fmt: (v, tz) => dateTime(v, tz), sortable: true },
     ],
     empty: "No segments yet.",
+    // Segment sizes are today's, whatever the range.
+    ranged: false,
   },
 };
 
@@ -95,7 +99,7 @@ export function renderHead(thead, name, columns, sort, order, onSort) {
   thead.replaceChildren(row);
 }
 
-export function renderBody(tbody, columns, rows, tz) {
+export function renderBody(tbody, columns, rows, tz, linkFor = null) {
   tbody.replaceChildren(
     ...rows.map((r) => h("tr", { "data-id": r.id },
       ...columns.map((col) => {
@@ -105,6 +109,7 @@ export function renderBody(tbody, columns, rows, tz) {
         else if (value === null || value === undefined) content = "—";
         else if (col.fmt) content = col.fmt(value, tz);
         else content = String(value);
+        if (col.name && linkFor) content = h("a", { href: linkFor(r), title: `Open ${r.name} in detail` }, content);
         return h("td", { class: col.name ? "name" : col.num ? "num" : null, "data-col": col.key }, content);
       }),
     )),
@@ -131,6 +136,12 @@ export function toCsv(name, rows) {
   const extra = rows.length ? Object.keys(rows[0]).filter((k) => !columns.includes(k)) : [];
   const all = [...columns, ...extra];
   const lines = [all.join(","), ...rows.map((r) => all.map((k) => csvCell(r[k])).join(","))];
+  return `${lines.join("\r\n")}\r\n`;
+}
+
+/** Rows as CSV with the given API field names, exact values. */
+export function rowsCsv(columns, rows) {
+  const lines = [columns.join(","), ...rows.map((r) => columns.map((k) => csvCell(r[k])).join(","))];
   return `${lines.join("\r\n")}\r\n`;
 }
 
