@@ -14,6 +14,7 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from klaviyo_analytics.analytics.facts import refresh_facts
+from klaviyo_analytics.analytics.order_lines import refresh_order_lines
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.databases import ensure_database
 from klaviyo_analytics.db.embedded import EmbeddedPostgres
@@ -26,8 +27,9 @@ from klaviyo_analytics.sync.events import EventSyncOptions
 from klaviyo_analytics.sync.runner import DataSyncService, SyncOptions, refresh_aggregates
 
 logger = logging.getLogger(__name__)
-# What runs after every event sync: the pre-aggregates, then the daily facts, of the range.
-AFTER_EVENTS = (refresh_aggregates, refresh_facts)
+# What runs after every event sync: the pre-aggregates, the daily facts, then the order lines
+# (product analytics) of the range.
+AFTER_EVENTS = (refresh_aggregates, refresh_facts, refresh_order_lines)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

@@ -1,0 +1,27 @@
+-- Line items of every Placed Order (its `Items` property, Shopify's shape), one row per line,
+-- for product analytics. A line belongs to its order's local date and profile; it is rebuilt
+-- from the order event alone, so a refresh of a time range rewrites exactly the lines of the
+-- orders in it (`analytics.order_lines`). Money is NUMERIC; Quantity may be fractional.
+CREATE TABLE fact_order_lines (
+    order_id      text NOT NULL,
+    "timestamp"   timestamptz NOT NULL,
+    line          integer NOT NULL,
+    date          date NOT NULL,
+    profile_id    text,
+    product_id    text NOT NULL,
+    sku           text,
+    product_name  text,
+    brand         text,
+    categories    text[] NOT NULL DEFAULT '{}',
+    quantity      numeric NOT NULL,
+    item_price    numeric,
+    row_total     numeric NOT NULL,
+    PRIMARY KEY (order_id, "timestamp", line)
+);
+CREATE INDEX fact_order_lines_date_idx ON fact_order_lines (date)
+    INCLUDE (product_id, profile_id, quantity, row_total);
+CREATE INDEX fact_order_lines_profile_idx ON fact_order_lines (profile_id, "timestamp", order_id)
+    WHERE profile_id IS NOT NULL;
+-- The RFM and cohort reads walk one profile's orders.
+CREATE INDEX IF NOT EXISTS fact_orders_profile_date_idx ON fact_orders (profile_id, date)
+    INCLUDE (value, channel) WHERE profile_id IS NOT NULL;
