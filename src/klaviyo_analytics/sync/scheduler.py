@@ -29,6 +29,8 @@ DEFAULT_SCHEDULES: dict[str, str] = {
     **{s.name: s.schedule for s in REGISTRY},
     "recent-events": "30 */6 * * *",
     "maintenance": "0 4 * * *",
+    # After the hourly events sync and the nightly profiles sync (02:00).
+    "clv": "40 3 * * *",
     "backup-hourly": "5 * * * *",
     "backup-daily": "10 0 * * *",
     "backup-weekly": "20 0 * * 1",

@@ -1,15 +1,20 @@
-"""Customer analytics: cohorts, RFM, products and the shopping funnel, read from stored facts."""
+"""Customer analytics: cohorts, RFM, CLV, products and the shopping funnel, from stored facts.
+
+Nothing here fits a model: CLV is read from what the scheduler's `clv` job stored."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date
-from typing import Annotated, Literal
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 
-from klaviyo_analytics.analytics import customers, products
+from klaviyo_analytics.analytics import clv, customers, products
+from klaviyo_analytics.analytics.clv import ClvProfile
 from klaviyo_analytics.analytics.customers import Cohort, RfmGroup, RfmMove, RfmProfile
 from klaviyo_analytics.analytics.periods import local_today
 from klaviyo_analytics.analytics.products import FunnelStep, ProductRow
@@ -199,6 +204,102 @@ async def shopping_funnel(request: Request, state: State, principal: Caller, rq:
         return FunnelResponse(
             source="database", timezone=rq.tz, range=RangeModel.model_validate(rq.range),
             window_days=products.FUNNEL_WINDOW.days, steps=found.steps, channels=found.channels,
+        )  # fmt: skip
+
+    return await _read(request, state, principal, produce)
+
+
+class ClvModelInfo(BaseModel):
+    """The stored model: when it was fitted, on what, its parameters and its backtest."""
+
+    trained_at: datetime
+    train_start: date
+    as_of: date
+    horizon_days: int
+    library: str
+    level: float
+    parameters: dict[str, float]
+    backtest: dict[str, Any]
+
+
+class ClvResponse(Sourced):
+    """Historic (exact) and predicted CLV summed over customers, the distribution of predicted
+    CLV and the top predicted customers; `model` is null before the first fit."""
+
+    timezone: str
+    model: ClvModelInfo | None
+    customers: int
+    historic_clv: Decimal
+    predicted_clv: Decimal
+    predicted_orders: Decimal
+    distribution: list[dict[str, Any]]
+    top: list[ClvProfile]
+
+
+class ClvProfilesResponse(Sourced):
+    """One page of customers by predicted CLV."""
+
+    timezone: str
+    as_of: date | None
+    total: int
+    limit: int
+    offset: int
+    profiles: list[ClvProfile]
+
+
+Top = Annotated[int, Query(ge=1, le=100, description="how many top customers")]
+
+
+def _model_info(m: clv.StoredModel) -> ClvModelInfo:
+    return ClvModelInfo(
+        trained_at=m.trained_at, train_start=m.train_start, as_of=m.as_of,
+        horizon_days=m.horizon_days, library=m.library, level=m.level,
+        parameters=m.parameters, backtest=m.backtest,
+    )  # fmt: skip
+
+
+@router.get("/customers/clv", response_model=ClvResponse, summary="Customer lifetime value")
+async def customer_clv(
+    request: Request, state: State, principal: Caller, top: Top = 10
+) -> Response:
+    """Return the stored CLV model's sums, distribution and top customers (never fits)."""
+    tz = await state.timezone()
+
+    async def produce(conn: Conn) -> Sourced:
+        model = await clv.stored_model(conn)
+        if model is None:
+            return ClvResponse(
+                source="database", timezone=tz, model=None, customers=0,
+                historic_clv=Decimal(0), predicted_clv=Decimal(0), predicted_orders=Decimal(0),
+                distribution=[], top=[],
+            )  # fmt: skip
+        totals = await clv.stored_totals(conn, model.id)
+        _, best = await clv.stored_profiles(conn, model.id, limit=top, offset=0)
+        return ClvResponse(
+            source="database", timezone=tz, model=_model_info(model), customers=totals.customers,
+            historic_clv=totals.historic_clv, predicted_clv=totals.predicted_clv,
+            predicted_orders=totals.predicted_orders, distribution=totals.distribution, top=best,
+        )  # fmt: skip
+
+    return await _read(request, state, principal, produce)
+
+
+@router.get("/customers/clv/profiles", response_model=ClvProfilesResponse, summary="Customers' CLV")
+async def customer_clv_profiles(
+    request: Request, state: State, principal: Caller, limit: Limit = 100, offset: Offset = 0
+) -> Response:
+    """Return customers by predicted CLV with historic CLV, interval, orders, churn
+    probability and expected next order (from the stored model; never fits)."""
+    tz = await state.timezone()
+
+    async def produce(conn: Conn) -> Sourced:
+        model = await clv.stored_model(conn)
+        total, page = 0, list[ClvProfile]()
+        if model is not None:
+            total, page = await clv.stored_profiles(conn, model.id, limit=limit, offset=offset)
+        return ClvProfilesResponse(
+            source="database", timezone=tz, as_of=model.as_of if model else None, total=total,
+            limit=limit, offset=offset, profiles=page,
         )  # fmt: skip
 
     return await _read(request, state, principal, produce)
