@@ -29,7 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from klaviyo_analytics.analytics.errors import InvalidParameterError, SeriesTooShortError
+from klaviyo_analytics.analytics.errors import (
+    InvalidParameterError,
+    ModelUnavailableError,
+    SeriesTooShortError,
+)
 from klaviyo_analytics.db.pool import Conn
 
 __all__ = [
@@ -112,12 +116,13 @@ def _summary(h: ClvHistory, cut: int) -> tuple[np.ndarray, ...]:
             np.array(money, dtype=np.float64))  # fmt: skip
 
 
-def _fitters() -> tuple[Any, Any]:
+def _fitters() -> tuple[Any, Any, type[Exception]]:
     # lifetimes sets a pandas option pandas 3 deprecates; its import warns (docs/analytics.md).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from lifetimes import BetaGeoFitter, GammaGammaFitter
-    return BetaGeoFitter, GammaGammaFitter
+        from lifetimes.utils import ConvergenceError
+    return BetaGeoFitter, GammaGammaFitter, ConvergenceError
 
 
 @dataclass(frozen=True)
@@ -131,20 +136,38 @@ class _Model:
     v: float
     bg: Any = field(repr=False)
     gg: Any = field(repr=False)
+    bg_penalizer: float = 0.0
+    gg_penalizer: float = 0.0
+
+
+# Penalizers tried in turn when lifetimes' optimiser does not converge (small stores).
+PENALIZERS = (0.0, 0.001, 0.01, 0.1)
 
 
 def _fit(freq: np.ndarray, rec: np.ndarray, age: np.ndarray, money: np.ndarray) -> _Model:
-    bg_cls, gg_cls = _fitters()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        bg = bg_cls(penalizer_coef=0.0)
-        bg.fit(freq, rec, np.maximum(age, rec))
-        repeat = (freq > 0) & (money > 0)
-        gg = gg_cls(penalizer_coef=0.0)
-        gg.fit(freq[repeat], money[repeat])
+    """Fit both models; raise ModelUnavailableError when no penalizer converges."""
+    bg_cls, gg_cls, not_converged = _fitters()
+    repeat = (freq > 0) & (money > 0)
+    fitted: list[Any] = []
+    for make, args in ((bg_cls, (freq, rec, np.maximum(age, rec))),
+                       (gg_cls, (freq[repeat], money[repeat]))):  # fmt: skip
+        for penalizer in PENALIZERS:
+            model = make(penalizer_coef=penalizer)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    model.fit(*args)
+            except not_converged:
+                continue
+            fitted.append(model)
+            break
+        else:
+            raise ModelUnavailableError(f"{make.__name__} did not converge on these customers")
+    bg, gg = fitted
     bp, gp = bg.params_, gg.params_
     return _Model(float(bp["r"]), float(bp["alpha"]), float(bp["a"]), float(bp["b"]),
-                  float(gp["p"]), float(gp["q"]), float(gp["v"]), bg, gg)  # fmt: skip
+                  float(gp["p"]), float(gp["q"]), float(gp["v"]), bg, gg,
+                  float(bg.penalizer_coef), float(gg.penalizer_coef))  # fmt: skip
 
 
 def _predict(
@@ -214,8 +237,13 @@ class ClvFit:
 def _backtest(h: ClvHistory, cut_day: int, holdout: int, seed: int) -> dict[str, Any]:
     index, freq, rec, age, money = _summary(h, cut_day - holdout)
     if index.size < MIN_CUSTOMERS or int((freq > 0).sum()) < MIN_REPEAT_CUSTOMERS:
-        return {"holdout_days": holdout, "customers": int(index.size), "skipped": True}
-    model = _fit(freq, rec, age, money)
+        return {"holdout_days": holdout, "customers": int(index.size), "skipped": True,
+                "reason": "too few customers before the holdout"}  # fmt: skip
+    try:
+        model = _fit(freq, rec, age, money)
+    except ModelUnavailableError as exc:
+        return {"holdout_days": holdout, "customers": int(index.size), "skipped": True,
+                "reason": str(exc)}  # fmt: skip
     pred = _predict(model, freq, rec, age, money, holdout, seed)
     real_orders = np.empty(index.size)
     real_revenue = np.empty(index.size)
@@ -252,6 +280,7 @@ def fit_clv(h: ClvHistory, *, horizon_days: int = HORIZON_DAYS, seed: int = 0) -
     it in a worker thread).
 
     Raises SeriesTooShortError when there are too few customers (or repeat customers) to fit,
+    ModelUnavailableError when the optimiser does not converge with any penalizer,
     InvalidParameterError for a horizon outside 1..365 days.
     """
     if not 1 <= horizon_days <= 365:
@@ -271,7 +300,9 @@ def fit_clv(h: ClvHistory, *, horizon_days: int = HORIZON_DAYS, seed: int = 0) -
         as_of=h.as_of,
         train_start=_EPOCH + timedelta(days=int(h.first.min())),
         horizon_days=horizon_days,
-        parameters={k: getattr(model, k) for k in "r alpha a b p q v".split()},
+        parameters={
+            k: getattr(model, k) for k in "r alpha a b p q v bg_penalizer gg_penalizer".split()
+        },
         backtest=_backtest(h, cut, holdout, seed),
         profile_ids=[h.profile_ids[i] for i in index.tolist()],
         predictions=pred,
