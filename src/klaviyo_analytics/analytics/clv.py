@@ -187,6 +187,7 @@ def _predict(
             m.bg.conditional_expected_number_of_purchases_up_to_time(horizon, freq, rec, age)
         )
         alive = np.asarray(m.bg.conditional_probability_alive(freq, rec, age))
+    alive = np.clip(np.nan_to_num(alive, nan=0.0), 0.0, 1.0)
     # The Gamma-Gamma conditional mean spend (one-order customers get the population mean).
     spend = (m.p * (m.v + freq * money)) / (m.p * freq + m.q - 1)
     spend = np.where(freq > 0, spend, m.p * m.v / (m.q - 1))
@@ -195,6 +196,7 @@ def _predict(
     hi_o = np.empty(freq.size)
     lo_r = np.empty(freq.size)
     hi_r = np.empty(freq.size)
+    mc_orders = np.empty(freq.size)
     tail = (1 - LEVEL) / 2
     for start in range(0, freq.size, 5_000):
         s = slice(start, start + 5_000)
@@ -211,6 +213,10 @@ def _predict(
         revenue = np.where(count > 0, rng.gamma(shape, 1 / nu), 0.0)
         lo_o[s], hi_o[s] = np.quantile(count, [tail, 1 - tail], axis=1)
         lo_r[s], hi_r[s] = np.quantile(revenue, [tail, 1 - tail], axis=1)
+        mc_orders[s] = count.mean(axis=1)
+    # lifetimes' closed form (a hypergeometric function) overflows for some histories: those
+    # customers get the mean of their simulated draws instead.
+    orders = np.where(np.isfinite(orders), orders, mc_orders)
     # Expected days to the next order while alive: the posterior mean gap (alpha+T)/(r+x-1).
     shape = m.r + freq
     gap = np.where(shape > 1, (m.alpha + age) / np.maximum(shape - 1, 1e-9), np.nan)
@@ -294,6 +300,9 @@ def fit_clv(h: ClvHistory, *, horizon_days: int = HORIZON_DAYS, seed: int = 0) -
         )
     model = _fit(freq, rec, age, money)
     pred = _predict(model, freq, rec, age, money, horizon_days, seed)
+    bad = [k for k, v in pred.items() if k != "gap" and not np.isfinite(v).all()]
+    if bad:
+        raise ModelUnavailableError(f"the fitted model gave non-finite {', '.join(bad)}")
     span = cut - int(h.first.min())
     holdout = max(7, min(90, span // 3))
     return ClvFit(

@@ -140,7 +140,7 @@ class StoreGenerator:
             return _EMPTY
         rng = np.random.default_rng([self.options.seed, 100, origin])
         # Order values and organic orders draw from their own stream (the customer model's).
-        self._order_rng = np.random.default_rng([self.options.seed, 101, origin])
+        self._order_rng = np.random.default_rng([self.options.seed, 102, origin])
         b = _Builder(origin)
         day_start = origin * DAY
         mult = seasonality(origin)
