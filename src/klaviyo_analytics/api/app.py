@@ -24,7 +24,7 @@ from klaviyo_analytics.api.auth import Authenticator, TokenBucket
 from klaviyo_analytics.api.cache import Cache, MemoryCache, RedisCache, groups_for_stream
 from klaviyo_analytics.api.deps import AppState
 from klaviyo_analytics.api.errors import install_error_handlers
-from klaviyo_analytics.api.routes import account, admin, analytics, dashboard, ops, sync
+from klaviyo_analytics.api.routes import account, admin, analytics, customers, dashboard, ops, sync
 from klaviyo_analytics.api.syncs import SyncManager
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.pool import Database
@@ -202,6 +202,7 @@ def create_app(
         ops.router,
         account.router,
         dashboard.router,
+        customers.router,
         analytics.router,
         sync.router,
         admin.router,

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from klaviyo_analytics.analytics.facts import rebuild_facts
+from klaviyo_analytics.analytics.order_lines import rebuild_order_lines
 from klaviyo_analytics.analytics.periods import store_timezone
 from klaviyo_analytics.cli.common import fail_cleanly, load
 from klaviyo_analytics.config import Settings
@@ -74,6 +75,7 @@ async def run_rebuild(
                         progress.update(facts, total=1, completed=1)
 
                 counts.update(await rebuild_facts(conn, zone, country=country, progress=advance))
+                counts["fact_order_lines"] = await rebuild_order_lines(conn, zone)
                 progress.update(facts, total=1, completed=1)
                 return counts
 

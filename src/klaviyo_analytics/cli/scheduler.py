@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from klaviyo_analytics.analytics import forecast
+from klaviyo_analytics.analytics import clv, forecast
 from klaviyo_analytics.analytics.compute import Offload, Workers, in_thread
 from klaviyo_analytics.analytics.periods import local_today, store_timezone
 from klaviyo_analytics.backup.dump import create_backup
@@ -111,6 +111,12 @@ def build_jobs(
             lambda: maintenance.run_maintenance(conninfo, rules),
         )
     )
+
+    async def fit_clv() -> str:
+        zone = await db.run(lambda c: store_timezone(c, settings.account_timezone), readonly=True)
+        return await clv.fit_and_store(db.run, timezone=zone, now=service.clock())
+
+    jobs.append(Job("clv", crons["clv"], fit_clv))
     for kind in ("hourly", "daily", "weekly", "monthly"):
         jobs.append(Job(f"backup-{kind}", crons[f"backup-{kind}"], functools.partial(backup, kind)))
     return jobs

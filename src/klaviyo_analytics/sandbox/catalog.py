@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from klaviyo_analytics.sandbox.config import StoreOptions
+from klaviyo_analytics.sandbox.customers import CATALOGUE
 
 DAY = 86_400
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -34,6 +35,7 @@ SUBMITTED_FORM = 13
 # Consent events Klaviyo records when a signup joins a list and consents to email marketing.
 SUBSCRIBED_TO_LIST = 14
 SUBSCRIBED_TO_EMAIL = 15
+ORDERED_PRODUCT = 16
 
 KLAVIYO = {"object": "integration", "id": "0rG4eQ", "key": "klaviyo", "name": "Klaviyo",
            "category": "Internal"}  # fmt: skip
@@ -57,6 +59,7 @@ _METRICS: tuple[tuple[str, dict[str, str]], ...] = (
     ("Submitted Form", KLAVIYO),
     ("Subscribed to List", KLAVIYO),
     ("Subscribed to Email Marketing", KLAVIYO),
+    ("Ordered Product", SHOPIFY),
 )
 
 FLOW_TYPES = ("welcome", "abandoned_cart", "browse_abandonment", "post_purchase", "win_back")
@@ -107,17 +110,8 @@ _THEMES = (
     "Spring Sale", "New Arrivals", "Weekend Flash Sale", "Staff Picks", "Back in Stock",
     "Summer Essentials", "Members Only", "Last Chance", "Gift Guide", "Free Shipping Week",
 )  # fmt: skip
-PRODUCTS = tuple(
-    (f"SKU-{1000 + i}", name, price)
-    for i, (name, price) in enumerate(
-        [
-            ("Trail Runner Shoe", 11900), ("Merino Crew Sock", 1800), ("Down Vest", 14900),
-            ("Canvas Tote", 3200), ("Rain Shell", 18900), ("Wool Beanie", 2800),
-            ("Insulated Bottle", 3400), ("Hiking Pant", 8900), ("Base Layer Top", 6900),
-            ("Camp Mug", 1600), ("Daypack 22L", 9900), ("Fleece Pullover", 7900),
-        ]
-    )
-)  # fmt: skip
+# (sku, name, list price in cents) of every product; the details are in `customers.CATALOGUE`.
+PRODUCTS = tuple((p.sku, p.name, p.price_cents) for p in CATALOGUE)
 FIRST_NAMES = ("Ava", "Liam", "Mia", "Noah", "Emma", "Omar", "Zoe", "Ethan", "Lena", "Kai")
 LAST_NAMES = ("Smith", "Garcia", "Chen", "Okafor", "Novak", "Rossi", "Kim", "Silva", "Berg")
 

@@ -28,6 +28,7 @@ from klaviyo_analytics.sandbox.columns import (
     _Builder,
 )
 from klaviyo_analytics.sandbox.config import StoreOptions
+from klaviyo_analytics.sandbox.customers import Customers, basket
 
 __all__ = [
     "KIND_CAMPAIGN",
@@ -50,9 +51,6 @@ EMAIL_CLICK_BUY_P = 0.09
 EMAIL_OPEN_BUY_P = 0.004
 SMS_CLICK_P = 0.08
 SMS_CLICK_BUY_P = 0.07
-ORDER_MEDIAN_CENTS = 6500
-ORDER_SIGMA = 0.75
-ORDER_MIN_CENTS = 500
 # Share of signups who consent to email marketing on the form (the rest only join the list).
 SUBSCRIBE_EMAIL_P = 0.9
 _HOUR_WEIGHTS = np.array(
@@ -81,13 +79,6 @@ def seasonality(day: int) -> float:
     return factor
 
 
-def _order_values(rng: np.random.Generator, n: int) -> np.ndarray:
-    # Long-tailed order values in cents, at least $5.
-    cents = np.round(rng.lognormal(np.log(ORDER_MEDIAN_CENTS), ORDER_SIGMA, n)).astype(np.int64)
-    out: np.ndarray = np.maximum(cents, ORDER_MIN_CENTS)
-    return out
-
-
 class StoreGenerator:
     """Produce the events of a store by day and answer questions about them (the truth)."""
 
@@ -95,12 +86,14 @@ class StoreGenerator:
         """Build the catalogue; events are generated lazily."""
         self.options = options
         self.catalog = Catalog(options)
+        self.customers = Customers(options.seed, self.catalog.profile_created)
         self.start_ts = self.catalog.start_ts
         self.end_ts = self.catalog.end_ts
         self._cache_events = cache_events
         self._days: OrderedDict[int, EventColumns] = OrderedDict()
         self._origins: OrderedDict[int, EventColumns] = OrderedDict()
         self._day_counts: dict[int, np.ndarray] = {}
+        self._order_rng = np.random.default_rng(0)
         self._flow_msgs: dict[str, list[tuple[int, ...]]] = {
             t: [fl.message_indices for fl in flows]
             for t, flows in self.catalog.flows_by_type.items()
@@ -148,6 +141,8 @@ class StoreGenerator:
         if (origin + 1) * DAY <= self.start_ts:
             return _EMPTY
         rng = np.random.default_rng([self.options.seed, 100, origin])
+        # Order values and organic orders draw from their own stream (the customer model's).
+        self._order_rng = np.random.default_rng([self.options.seed, 102, origin])
         b = _Builder(origin)
         day_start = origin * DAY
         mult = seasonality(origin)
@@ -197,22 +192,27 @@ class StoreGenerator:
                 aux=rng.integers(0, len(c.PRODUCTS), rows.size),
             )  # fmt: skip
             known = who >= 0
-            checkout = known & (rng.random(sessions) < CHECKOUT_P)
+            # Organic orders come from the customer model below; sessions only abandon carts.
+            checkout = known & (rng.random(sessions) < CHECKOUT_P * (1 - ORDER_AFTER_CHECKOUT_P))
             t_checkout = start + views * 40 + 30
-            value = _order_values(rng, sessions)
-            b.add(t_checkout[checkout], c.STARTED_CHECKOUT, who[checkout], value=value[checkout])
-            ordered = checkout & (rng.random(sessions) < ORDER_AFTER_CHECKOUT_P)
-            t_order = t_checkout + 90 + rng.exponential(300, sessions).astype(np.int64)
-            ids = b.add(t_order[ordered], c.PLACED_ORDER, who[ordered], value=value[ordered])
-            orders.append(
-                (ids, t_order[ordered], who[ordered], value[ordered],
-                 np.zeros(int(ordered.sum()), dtype=np.int32))
-            )  # fmt: skip
-            abandoned = checkout & ~ordered
-            self._flow("abandoned_cart", rng, b, who[abandoned], t_checkout[abandoned], orders)
+            targets = self.customers.targets(self._order_rng, who[checkout])
+            values = self._basket_values(b.base + b.count, who[checkout], targets)
+            b.add(t_checkout[checkout], c.STARTED_CHECKOUT, who[checkout], value=values,
+                  aux=targets)  # fmt: skip
+            self._flow("abandoned_cart", rng, b, who[checkout], t_checkout[checkout], orders)
             browsed = known & ~checkout & (rng.random(sessions) < 0.3)
             self._flow("browse_abandonment", rng, b, who[browsed], start[browsed], orders)
-            self._flow("post_purchase", rng, b, who[ordered], t_order[ordered], orders)
+
+        # Organic orders of the customer model, each after a product view and a checkout.
+        buyer, t_order = self.customers.organic_orders(self._order_rng, day_start, mult, active)
+        if buyer.size:
+            ids, values, targets, first = self._place(rng, b, t_order, buyer, 0, -1, -1)
+            t_checkout = t_order - 90 - rng.exponential(300, buyer.size).astype(np.int64)
+            b.add(t_checkout, c.STARTED_CHECKOUT, buyer, value=values, attr=ids, aux=targets)
+            t_view = t_checkout - 30 - rng.integers(40, 400, buyer.size)
+            b.add(t_view, c.VIEWED_PRODUCT, buyer, aux=first)
+            orders.append((ids, t_order, buyer, values, np.zeros(buyer.size, dtype=np.int32)))
+            self._flow("post_purchase", rng, b, buyer, t_order, orders)
         lapsed = int(rng.poisson(0.002 * active))
         if lapsed:
             who = rng.integers(0, active, lapsed)
@@ -360,11 +360,58 @@ class StoreGenerator:
         product = rng.integers(0, len(c.PRODUCTS), n)
         b.add(t_touch[buys] + 20, c.VIEWED_PRODUCT, who[buys], aux=product[buys])
         t_order = t_touch + 120 + np.minimum(rng.exponential(1200, n), 3 * 3600).astype(np.int64)
-        value = _order_values(rng, n)
-        ids = b.add(
-            t_order[buys], c.PLACED_ORDER, who[buys], kind, src[buys], value[buys], touch_ids[buys]
-        )
-        orders.append((ids, t_order[buys], who[buys], value[buys], src[buys]))
+        ids, value, _, _ = self._place(rng, b, t_order[buys], who[buys], kind, src[buys],
+                                    touch_ids[buys])  # fmt: skip
+        orders.append((ids, t_order[buys], who[buys], value, src[buys]))
+
+    def _basket_values(self, first_id: int, who: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Return the value (cents) of the baskets of events numbered from `first_id`."""
+        seed = self.options.seed
+        staple = self.customers.staple
+        out = np.empty(who.size, dtype=np.int64)
+        for k, (p, t) in enumerate(zip(who.tolist(), targets.tolist(), strict=True)):
+            lines, _, discount = basket(seed, first_id + k, int(staple[p]) if p >= 0 else -1, t)
+            out[k] = sum(line.row_cents for line in lines) - discount
+        return out
+
+    def _place(
+        self,
+        rng: np.random.Generator,
+        b: _Builder,
+        ts: np.ndarray,
+        who: np.ndarray,
+        kind: int,
+        src: int | np.ndarray,
+        attr: int | np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Add Placed Orders with their baskets and one Ordered Product per line.
+
+        Return the orders' ids, values (cents, after discount), basket targets and first
+        products. The basket
+        is a function of the order's id, so rendering rebuilds the same Items.
+        """
+        n = who.size
+        targets = self.customers.targets(self._order_rng, who)
+        seed, staple = self.options.seed, self.customers.staple
+        first_id = b.base + b.count
+        values = np.empty(n, dtype=np.int64)
+        first = np.empty(n, dtype=np.int32)
+        line_order: list[int] = []
+        line_product: list[int] = []
+        line_cents: list[int] = []
+        for k, (p, t) in enumerate(zip(who.tolist(), targets.tolist(), strict=True)):
+            lines, _, discount = basket(seed, first_id + k, int(staple[p]), t)
+            values[k] = sum(line.row_cents for line in lines) - discount
+            first[k] = lines[0].product
+            for line in lines:
+                line_order.append(k)
+                line_product.append(line.product)
+                line_cents.append(line.row_cents)
+        ids = b.add(ts, c.PLACED_ORDER, who, kind, src, values, attr, aux=targets)
+        at = np.asarray(line_order, dtype=np.int64)
+        b.add(ts[at], c.ORDERED_PRODUCT, who[at], value=np.asarray(line_cents, dtype=np.int64),
+              attr=ids[at], aux=np.asarray(line_product, dtype=np.int32))  # fmt: skip
+        return ids, values, targets, first
 
     # Truth ------------------------------------------------------------------------------------
 

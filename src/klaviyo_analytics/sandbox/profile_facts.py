@@ -2,13 +2,12 @@
 
 Both are consistent with the store. Orders and suppressions come from one pass over the
 generated days up to "now" (a few numpy columns per profile, never the events themselves); the
-predictions come from the generator's own purchase model (its probabilities and order-value
-distribution), so a CLV model fitted to the synced events can be compared with "Klaviyo's".
+predictions come from the generator's own customer model (customers.py: true rates, lifetimes and
+spend), so a CLV model fitted to the synced events can be compared with "Klaviyo's".
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -36,17 +35,6 @@ class Facts:
     reason: np.ndarray  # index into SUPPRESSION_REASONS
 
 
-def expected_order_cents() -> float:
-    """Return the mean order value of the generator's model, `E[max(lognormal, floor)]`."""
-    mu, sigma, floor = math.log(g.ORDER_MEDIAN_CENTS), g.ORDER_SIGMA, g.ORDER_MIN_CENTS
-
-    def phi(x: float) -> float:
-        return 0.5 * (1 + math.erf(x / math.sqrt(2)))
-
-    a = (math.log(floor) - mu) / sigma
-    return floor * phi(a) + math.exp(mu + sigma * sigma / 2) * phi(sigma - a)
-
-
 class ProfileFacts:
     """Compute and cache per-profile facts; the cache moves forward with the store's clock."""
 
@@ -61,7 +49,8 @@ class ProfileFacts:
         self._supp = np.zeros(n, dtype=np.int64)
         self._reason = np.zeros(n, dtype=np.int8)
         self._snapshot: Facts | None = None
-        self._rate: np.ndarray | None = None
+        self._rate: tuple[int, np.ndarray] | None = None
+        self._alive: tuple[int, np.ndarray] | None = None
 
     def _fold(self, day: int, until: int, arrays: tuple[np.ndarray, ...]) -> None:
         orders, cents, last, supp, reason = arrays
@@ -95,17 +84,23 @@ class ProfileFacts:
         self._snapshot = Facts(now, *copies)
         return self._snapshot
 
-    def yearly_orders(self) -> np.ndarray:
-        """Return each profile's expected orders over the next 365 days under the model."""
-        if self._rate is not None:
-            return self._rate
+    def yearly_orders(self, facts: Facts) -> np.ndarray:
+        """Return each profile's expected orders over the 365 days after `facts.now`.
+
+        The organic part is the customer model's (customers.py) with each profile's true
+        rates: P(alive | last order) * lambda/mu * (1 - exp(-mu * 365)), times the year's mean
+        seasonality; campaign-driven orders of list members come on top.
+        """
+        if self._rate is not None and self._rate[0] == facts.now:
+            return self._rate[1]
         cat = self.gen.catalog
         opts = self.gen.options
-        start = cat.end_ts // DAY
-        season = sum(seasonality(d) for d in range(start, start + YEAR_DAYS))
-        organic = (opts.session_rate * (1 - g.ANONYMOUS_SESSION_P) * g.CHECKOUT_P
-                   * g.ORDER_AFTER_CHECKOUT_P * season)  # fmt: skip
-        rate = np.full(opts.profiles, organic, dtype=np.float64)
+        model = self.gen.customers
+        start = facts.now // DAY
+        season = sum(seasonality(d) for d in range(start, start + YEAR_DAYS)) / YEAR_DAYS
+        index = np.arange(opts.profiles)
+        alive = model.alive_probability(index, facts.last_order, facts.now, cat.start_ts)
+        rate = model.expected_orders(index, alive, YEAR_DAYS) * season
         repeats = YEAR_DAYS / opts.days
         for cp in cat.campaigns:
             if cp.channel == "sms":
@@ -116,27 +111,42 @@ class ProfileFacts:
                     + (cp.open_rate - cp.click_rate) * g.EMAIL_OPEN_BUY_P
                 )
             rate += cat.list_masks[cp.list_index] * (p * repeats)
-        self._rate = rate
+        self._rate = (facts.now, rate)
+        self._alive = (facts.now, alive)
         return rate
+
+    def alive(self, facts: Facts) -> np.ndarray:
+        """Return each profile's probability of still being a customer at `facts.now`."""
+        if self._alive is None or self._alive[0] != facts.now:
+            self.yearly_orders(facts)
+        assert self._alive is not None
+        return self._alive[1]
+
+    def expected_order_cents(self, index: int) -> float:
+        """Return a profile's expected order target under the model (cents)."""
+        return float(self.gen.customers.expected_spend_cents(np.array([index]))[0])
 
 
 def _iso(ts: int) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-def predictive_analytics(facts: Facts, rate: float, index: int, sms: bool) -> dict[str, object]:
+def predictive_analytics(
+    facts: Facts, rate: float, alive: float, aov_cents: float, index: int, sms: bool
+) -> dict[str, object]:
     """Render one profile's `predictive_analytics` (money in the store's currency units).
 
-    `historic_*` are exact (its Placed Order events up to now); the predictions are the model's
-    expectation over the next 365 days: orders at `rate`, each worth the model's mean value.
+    `historic_*` are exact (its Placed Order events up to now); the predictions are the
+    customer model's expectation over the next 365 days: `rate` orders, each worth the
+    profile's expected order value `aov_cents`, and `1 - alive` as the churn probability.
     """
-    aov = expected_order_cents() / 100
+    aov = aov_cents / 100
     historic = int(facts.order_cents[index]) / 100
     count = int(facts.orders[index])
     predicted = rate * aov
     last = int(facts.last_order[index])
     gap_days = YEAR_DAYS / rate if rate > 0 else None
-    next_order = _iso(last + int(gap_days * DAY)) if gap_days and last else None
+    next_order = _iso(max(last, facts.now) + int(gap_days * DAY)) if gap_days and last else None
     return {
         "historic_clv": round(historic, 2),
         "predicted_clv": round(predicted, 2),
@@ -144,8 +154,8 @@ def predictive_analytics(facts: Facts, rate: float, index: int, sms: bool) -> di
         "historic_number_of_orders": count,
         "predicted_number_of_orders": round(rate, 4),
         "average_days_between_orders": round(gap_days, 1) if gap_days and count > 1 else None,
-        "average_order_value": round(aov, 2),
-        "churn_probability": round(math.exp(-rate), 4),
+        "average_order_value": round(historic / count if count else aov, 2),
+        "churn_probability": round(1.0 - alive, 4),
         "expected_date_of_next_order": next_order,
         "ranked_channel_affinity": ["sms", "email"] if sms else ["email"],
     }

@@ -150,8 +150,11 @@ def profile_document(state: SandboxState, facts: ProfileFacts, query: Query, now
         )
     if query.wants("profile", "predictive_analytics"):
         snapshot = snapshot or facts.at(now)
-        rate = float(facts.yearly_orders()[index])
-        doc["attributes"]["predictive_analytics"] = predictive_analytics(snapshot, rate, index, sms)
+        rate = float(facts.yearly_orders(snapshot)[index])
+        alive = float(facts.alive(snapshot)[index])
+        doc["attributes"]["predictive_analytics"] = predictive_analytics(
+            snapshot, rate, alive, facts.expected_order_cents(index), index, sms
+        )
     return query.project(doc)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from klaviyo_analytics.sandbox import catalog as c
 from klaviyo_analytics.sandbox.catalog import Campaign, Catalog, Flow, FlowAction, FlowMessage
+from klaviyo_analytics.sandbox.customers import CATALOGUE, DISCOUNT_CODES, Line, basket
 from klaviyo_analytics.sandbox.generator import KIND_CAMPAIGN, KIND_FLOW, EventColumns
 
 Json = dict[str, Any]
@@ -33,17 +34,17 @@ def event_id(number: int) -> str:
     return f"{number:012x}"
 
 
-def order_items(number: int, value_cents: int) -> list[Json]:
-    """Split an order's value over 1-3 products, exactly to the cent."""
-    count = 1 + number % 3
-    share, rest = divmod(value_cents, count)
+def order_items(lines: list[Line]) -> list[Json]:
+    """Render an order's lines as Shopify's integration sends its `Items`."""
     items = []
-    for k in range(count):
-        sku, name, _ = c.PRODUCTS[(number // 3 + k * 5) % len(c.PRODUCTS)]
-        cents = share + (rest if k == count - 1 else 0)
-        items.append(
-            {"ProductID": sku, "ProductName": name, "Quantity": 1, "ItemPrice": cents / 100}
-        )
+    for line in lines:
+        p = CATALOGUE[line.product]
+        items.append({
+            "ProductID": p.product_id, "SKU": p.sku, "ProductName": p.name,
+            "Quantity": line.quantity, "ItemPrice": p.price_cents / 100,
+            "RowTotal": line.row_cents / 100, "Categories": [p.category], "Brand": p.brand,
+            "ProductURL": f"https://shop.example.com/products/{p.sku.lower()}",
+        })  # fmt: skip
     return items
 
 
@@ -63,9 +64,11 @@ def rel(base: str, kind: str, ident: str, name: str, data: Any = None) -> Json:
 class Renderer:
     """Turn catalogue entries and event columns into resource objects under one base URL."""
 
-    def __init__(self, catalog: Catalog) -> None:
-        """Precompute what every event of a metric shares."""
+    def __init__(self, catalog: Catalog, staple: np.ndarray) -> None:
+        """Precompute what every event of a metric shares; `staple` is each profile's staple
+        product (the customer model's), which order baskets depend on."""
         self.cat = catalog
+        self._staple = staple
         self._metric_rel = [{"data": {"type": "metric", "id": m.id}} for m in catalog.metrics]
         self._uuid_mix = (catalog.options.seed * 0x9E3779B97F4A7C15) & ((1 << 128) - 1)
 
@@ -130,20 +133,42 @@ class Renderer:
         source = int(ev.source[i])
         props: Json = {}
         if metric in (c.VIEWED_PRODUCT,):
-            sku, name, price = c.PRODUCTS[int(ev.aux[i])]
-            props = {"ProductID": sku, "ProductName": name, "Price": price / 100}
+            p = CATALOGUE[int(ev.aux[i])]
+            props = {"ProductID": p.product_id, "SKU": p.sku, "ProductName": p.name,
+                     "Price": p.price_cents / 100, "Categories": [p.category],
+                     "Brand": p.brand}  # fmt: skip
         elif metric in (c.STARTED_CHECKOUT, c.PLACED_ORDER):
-            value = int(ev.value[i])
-            items = order_items(number, value)
+            # A checkout that became an order names it in `attr` and shares its basket.
+            attr = int(ev.attr[i])
+            key = attr if metric == c.STARTED_CHECKOUT and attr >= 0 else number
+            profile = int(ev.profile[i])
+            staple = int(self._staple[profile]) if profile >= 0 else -1
+            lines, code, discount = basket(self.cat.options.seed, key, staple, int(ev.aux[i]))
+            items = order_items(lines)
             props = {
-                "$value": value / 100,
+                "$value": int(ev.value[i]) / 100,
                 "$currency_code": self.cat.options.currency,
                 "$event_id": str(number),
                 "Items": items,
                 "ItemNames": [item["ProductName"] for item in items],
+                "Item Count": sum(line.quantity for line in lines),
+                "Discount Codes": [DISCOUNT_CODES[code][0]] if code >= 0 else [],
+                "Discount Value": discount / 100,
             }
-            if metric == c.PLACED_ORDER and int(ev.attr[i]) >= 0:
-                props["$attribution"] = self._attribution_props(ev, i)
+            if metric == c.PLACED_ORDER:
+                props["OrderId"] = str(number)
+                if attr >= 0:
+                    props["$attribution"] = self._attribution_props(ev, i)
+        elif metric == c.ORDERED_PRODUCT:
+            p = CATALOGUE[int(ev.aux[i])]
+            row = int(ev.value[i])
+            props = {
+                "$value": row / 100, "OrderId": str(int(ev.attr[i])), "ProductID": p.product_id,
+                "SKU": p.sku, "ProductName": p.name, "Quantity": row // p.price_cents,
+                "ItemPrice": p.price_cents / 100, "RowTotal": row / 100,
+                "Categories": [p.category], "ProductBrand": p.brand,
+                "$currency_code": self.cat.options.currency,
+            }  # fmt: skip
         elif metric == c.REFUNDED_ORDER:
             props = {
                 "$value": int(ev.value[i]) / 100,

@@ -55,7 +55,7 @@ class SandboxState:
         self.config = config
         self.generator = generator or StoreGenerator(config.store)
         self.catalog = self.generator.catalog
-        self.renderer = Renderer(self.catalog)
+        self.renderer = Renderer(self.catalog, self.generator.customers.staple)
         self.reports = Reports(self.generator)
         self.profile_facts = ProfileFacts(self.generator)
         self.limiter = RateLimiter(config.rate_limits, config.rate_limit_scale)

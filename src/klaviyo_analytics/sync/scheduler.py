@@ -31,6 +31,8 @@ DEFAULT_SCHEDULES: dict[str, str] = {
     # Forecasts end training yesterday, so a day needs one fit; later runs find it current.
     "forecasts": "45 */6 * * *",
     "maintenance": "0 4 * * *",
+    # After the hourly events sync and the nightly profiles sync (02:00).
+    "clv": "40 3 * * *",
     "backup-hourly": "5 * * * *",
     "backup-daily": "10 0 * * *",
     "backup-weekly": "20 0 * * 1",

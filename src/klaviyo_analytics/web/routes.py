@@ -85,6 +85,12 @@ async def index(if_none_match: Annotated[str | None, Header()] = None) -> Respon
     return _serve("index.html", if_none_match)
 
 
+@router.api_route("/customers", methods=["GET", "HEAD"])
+async def customers_page(if_none_match: Annotated[str | None, Header()] = None) -> Response:
+    """Return the Customers page (cohorts, RFM, CLV, products, funnel)."""
+    return _serve("customers.html", if_none_match)
+
+
 @router.api_route("/static/{name}", methods=["GET", "HEAD"])
 async def static_file(
     name: str,

@@ -1,0 +1,215 @@
+"""Product analytics over `fact_order_lines`, and the shopping funnel over raw events.
+
+Products: per product, in a range of local dates, its orders, units, revenue (line totals at
+the order's prices, before order-level discounts), customers, repeat-purchase rate and what its
+buyers most often bought next. The funnel: profiles that viewed a product in the range, then
+started a checkout, then placed an order, each step within 7 days of the previous one.
+Definitions: docs/analytics.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import LiteralString
+
+from klaviyo_analytics.analytics.facts import EMAIL_TOUCH_WINDOW, SMS_TOUCH_WINDOW
+from klaviyo_analytics.analytics.periods import DateRange
+from klaviyo_analytics.db.pool import Conn
+
+__all__ = [
+    "FUNNEL_STEPS",
+    "FUNNEL_WINDOW",
+    "Funnel",
+    "FunnelStep",
+    "ProductRow",
+    "funnel",
+    "products",
+]
+
+FUNNEL_STEPS = ("Viewed Product", "Started Checkout", "Placed Order")
+FUNNEL_WINDOW = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class ProductRow:
+    """One product's figures in a range."""
+
+    product_id: str
+    sku: str | None
+    product_name: str | None
+    orders: int
+    units: Decimal
+    revenue: Decimal
+    customers: int
+    repeat_customers: int
+    repeat_purchase_rate: float
+    bought_next: str | None
+    bought_next_name: str | None
+    bought_next_orders: int
+
+
+_PRODUCTS: LiteralString = (
+    "WITH lines AS ("
+    " SELECT * FROM fact_order_lines WHERE date >= %(start)s AND date <= %(end)s"
+    "), per AS ("
+    " SELECT product_id, max(sku) AS sku, max(product_name) AS product_name,"
+    "  count(DISTINCT order_id) AS orders, sum(quantity) AS units, sum(row_total) AS revenue,"
+    "  count(DISTINCT profile_id) AS customers"
+    " FROM lines GROUP BY product_id"
+    "), rep AS ("
+    " SELECT product_id, count(*) FILTER (WHERE n >= 2) AS repeaters FROM ("
+    "  SELECT product_id, profile_id, count(DISTINCT order_id) AS n FROM lines"
+    "  WHERE profile_id IS NOT NULL GROUP BY 1, 2) x GROUP BY 1"
+    "), seq AS ("
+    ' SELECT order_id, "timestamp",'
+    '  lead(order_id) OVER w AS next_id, lead("timestamp") OVER w AS next_ts'
+    " FROM fact_orders WHERE profile_id IN (SELECT profile_id FROM lines)"
+    ' WINDOW w AS (PARTITION BY profile_id ORDER BY "timestamp", order_id)'
+    "), nxt AS ("
+    " SELECT l.product_id, nl.product_id AS next_product, count(DISTINCT l.order_id) AS n"
+    " FROM lines l"
+    ' JOIN seq s ON s.order_id = l.order_id AND s."timestamp" = l."timestamp"'
+    ' JOIN fact_order_lines nl ON nl.order_id = s.next_id AND nl."timestamp" = s.next_ts'
+    " GROUP BY 1, 2"
+    "), best AS ("
+    " SELECT DISTINCT ON (product_id) product_id, next_product, n FROM nxt"
+    " ORDER BY product_id, n DESC, next_product"
+    "), names AS ("
+    " SELECT DISTINCT ON (product_id) product_id, product_name FROM fact_order_lines"
+    " WHERE product_id IN (SELECT next_product FROM best)"
+    ' ORDER BY product_id, "timestamp" DESC'
+    ")"
+    " SELECT p.*, coalesce(r.repeaters, 0) AS repeaters, b.next_product, b.n AS next_orders,"
+    "  nm.product_name AS next_name"
+    " FROM per p LEFT JOIN rep r USING (product_id) LEFT JOIN best b USING (product_id)"
+    " LEFT JOIN names nm ON nm.product_id = b.next_product"
+    " ORDER BY p.revenue DESC, p.product_id"
+)
+
+
+async def products(conn: Conn, rng: DateRange) -> list[ProductRow]:
+    """Return every product with a line in `rng`, by revenue (highest first).
+
+    `repeat_purchase_rate` = customers who bought it in two or more orders of the range /
+    customers who bought it there; `bought_next` = the product most often in the same
+    customer's next order (any time later), ties to the smaller product id.
+    """
+    cur = await conn.execute(_PRODUCTS, {"start": rng.start, "end": rng.end})
+    out = []
+    for r in await cur.fetchall():
+        customers = int(r["customers"])
+        repeaters = int(r["repeaters"])
+        out.append(
+            ProductRow(
+                product_id=r["product_id"],
+                sku=r["sku"],
+                product_name=r["product_name"],
+                orders=int(r["orders"]),
+                units=Decimal(r["units"]),
+                revenue=Decimal(r["revenue"]),
+                customers=customers,
+                repeat_customers=repeaters,
+                repeat_purchase_rate=round(repeaters / customers, 4) if customers else 0.0,
+                bought_next=r["next_product"],
+                bought_next_name=r["next_name"],
+                bought_next_orders=int(r["next_orders"] or 0),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    """How many profiles reached a step, and the share of the previous step's."""
+
+    step: str
+    profiles: int
+    conversion_rate: float | None
+
+
+@dataclass(frozen=True)
+class Funnel:
+    """The funnel overall and per channel of each profile's last touch before its first view."""
+
+    steps: list[FunnelStep]
+    channels: dict[str, list[FunnelStep]]
+
+
+# Per profile that viewed a product in the range: whether a checkout followed a view of the
+# range within the window, and an order followed such a checkout within the window; and the
+# channel of its last message touch before its first view there (the attribution windows).
+_FUNNEL: LiteralString = (
+    "WITH m AS ("
+    " SELECT array_agg(id) FILTER (WHERE name = 'Viewed Product') AS viewed,"
+    "  array_agg(id) FILTER (WHERE name = 'Started Checkout') AS started,"
+    "  array_agg(id) FILTER (WHERE name = 'Placed Order') AS placed,"
+    "  array_agg(id) FILTER (WHERE name IN ('Opened Email', 'Clicked Email')) AS email_touch,"
+    "  array_agg(id) FILTER (WHERE name = 'Clicked SMS') AS sms_touch"
+    " FROM klaviyo_metrics"
+    "), views AS ("
+    ' SELECT e.profile_id, e."timestamp" AS ts FROM klaviyo_events e, m'
+    " WHERE e.metric_id = ANY(m.viewed) AND e.profile_id IS NOT NULL"
+    '  AND e."timestamp" >= %(lo)s AND e."timestamp" < %(hi)s'
+    "), viewers AS ("
+    " SELECT profile_id, min(ts) AS first_view FROM views GROUP BY profile_id"
+    "), checkouts AS ("
+    ' SELECT e.profile_id, e."timestamp" AS ts FROM klaviyo_events e, m'
+    " WHERE e.metric_id = ANY(m.started)"
+    "  AND e.profile_id IN (SELECT profile_id FROM viewers)"
+    '  AND e."timestamp" >= %(lo)s AND e."timestamp" <= %(hi)s + %(window)s'
+    "  AND EXISTS (SELECT 1 FROM views v WHERE v.profile_id = e.profile_id"
+    '   AND v.ts <= e."timestamp" AND v.ts >= e."timestamp" - %(window)s)'
+    "), buyers AS ("
+    " SELECT DISTINCT e.profile_id FROM klaviyo_events e, m"
+    " WHERE e.metric_id = ANY(m.placed)"
+    "  AND e.profile_id IN (SELECT profile_id FROM checkouts)"
+    '  AND e."timestamp" >= %(lo)s AND e."timestamp" <= %(hi)s + 2 * %(window)s'
+    "  AND EXISTS (SELECT 1 FROM checkouts c WHERE c.profile_id = e.profile_id"
+    '   AND c.ts <= e."timestamp" AND c.ts >= e."timestamp" - %(window)s)'
+    ")"
+    " SELECT coalesce(t.channel, 'unattributed') AS channel, count(*) AS viewed,"
+    "  count(*) FILTER (WHERE v.profile_id IN (SELECT profile_id FROM checkouts)) AS started,"
+    "  count(*) FILTER (WHERE v.profile_id IN (SELECT profile_id FROM buyers)) AS placed"
+    " FROM viewers v"
+    " LEFT JOIN LATERAL ("
+    "  SELECT CASE WHEN t.metric_id = ANY(m.sms_touch) THEN 'sms_' ELSE 'email_' END"
+    "   || t.attributed_source_type AS channel"
+    "  FROM klaviyo_events t, m"
+    "  WHERE t.profile_id = v.profile_id AND t.attributed_source_type IS NOT NULL"
+    '   AND t.attributed_message_id IS NOT NULL AND t."timestamp" < v.first_view'
+    '   AND ((t.metric_id = ANY(m.email_touch) AND t."timestamp" >= v.first_view - %(email)s)'
+    '    OR (t.metric_id = ANY(m.sms_touch) AND t."timestamp" >= v.first_view - %(sms)s))'
+    '  ORDER BY t."timestamp" DESC, t.id DESC LIMIT 1) t ON true'
+    " GROUP BY 1"
+)
+
+
+def _steps(viewed: int, started: int, placed: int) -> list[FunnelStep]:
+    counts = (viewed, started, placed)
+    out = []
+    for k, (name, n) in enumerate(zip(FUNNEL_STEPS, counts, strict=True)):
+        before = counts[k - 1] if k else None
+        rate = None if before is None else (round(n / before, 4) if before else 0.0)
+        out.append(FunnelStep(name, n, rate))
+    return out
+
+
+async def funnel(conn: Conn, rng: DateRange, tz: str) -> Funnel:
+    """Return the funnel of profiles whose product views fall in `rng` (local dates).
+
+    Checkouts and orders may fall up to the window after the range (they follow a view of it).
+    """
+    lo, hi = rng.bounds(tz)
+    cur = await conn.execute(
+        _FUNNEL,
+        {"lo": lo, "hi": hi, "window": FUNNEL_WINDOW, "email": EMAIL_TOUCH_WINDOW,
+         "sms": SMS_TOUCH_WINDOW},
+    )  # fmt: skip
+    rows = await cur.fetchall()
+    channels = {
+        r["channel"]: _steps(int(r["viewed"]), int(r["started"]), int(r["placed"])) for r in rows
+    }
+    total = _steps(*(sum(int(r[k]) for r in rows) for k in ("viewed", "started", "placed")))
+    return Funnel(steps=total, channels=dict(sorted(channels.items())))
