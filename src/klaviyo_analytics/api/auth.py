@@ -15,8 +15,6 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
-import psycopg
-
 from klaviyo_analytics.api.errors import ApiError
 from klaviyo_analytics.db.pool import Conn, Database
 from klaviyo_analytics.db.repos.api_keys import ApiKey, ApiKeyRepository, AuditRepository
@@ -226,5 +224,5 @@ class Authenticator:
     async def _touch(self, key_id: int) -> None:
         try:
             await self.db.run(lambda c: _keys.touch(c, key_id))
-        except (KlaviyoAnalyticsError, psycopg.Error) as exc:
+        except KlaviyoAnalyticsError as exc:
             logger.warning("could not record the use of API key %d: %s", key_id, exc)

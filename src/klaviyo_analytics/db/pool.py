@@ -55,6 +55,21 @@ class StatementTimeoutError(DatabaseError, FatalError):
     """A statement ran longer than the configured statement timeout."""
 
 
+class QueryError(DatabaseError, FatalError):
+    """The server refused a statement (a constraint, a privilege, a bug): not worth a retry.
+
+    `sqlstate` is the server's code (e.g. "42501" for a missing privilege); the message is the
+    server's first line, which names the object, never a value bound to the statement.
+    """
+
+    def __init__(self, message: str, sqlstate: str | None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+    def __reduce__(self) -> tuple[type[QueryError], tuple[str, str | None]]:
+        return (type(self), (str(self), self.sqlstate))
+
+
 def is_transient(exc: BaseException) -> bool:
     """Say whether a database error is worth retrying (the statement itself was not at fault)."""
     return failed_with(exc, TRANSIENT_SQLSTATES)
@@ -269,7 +284,8 @@ class Database:
         With `readonly`, the transaction is read-only and runs as the `analytics_reader` role
         (on the `reader` pool when one is attached).
         Raises DatabaseUnavailableError when retries are exhausted, StatementTimeoutError when
-        a statement hits the statement timeout, and psycopg's own error for a faulty statement.
+        a statement hits the statement timeout, and QueryError (with the SQLSTATE) when the
+        server refuses a statement; what `work` raises itself passes through.
         """
         if readonly and self.reader is not None:
             return await self.reader.run(work, readonly=True)
@@ -296,6 +312,8 @@ class Database:
                 if isinstance(exc, DatabaseDownError):
                     cause = exc  # each attempt is instant; the policy decides how long to wait
                 elif cause is None or not is_transient(cause):
+                    if isinstance(exc, psycopg.Error):
+                        raise QueryError(_first_line(exc), exc.sqlstate) from exc
                     raise
                 if is_connection_problem(cause):
                     # The next attempt probes the server first and fails fast if it is gone.

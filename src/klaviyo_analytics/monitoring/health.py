@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import psycopg
-
 from klaviyo_analytics.backup.metadata import latest_backup
 from klaviyo_analytics.db.pool import Database
 from klaviyo_analytics.db.repos.operations import last_success, replication
@@ -125,7 +123,7 @@ async def check_backup(backup_dir: Path, now: datetime, stale_s: float) -> Check
 async def _guarded(name: str, required: bool, check: Callable[[], Awaitable[Check]]) -> Check:
     try:
         return await check()
-    except (KlaviyoAnalyticsError, psycopg.Error, OSError) as exc:
+    except (KlaviyoAnalyticsError, OSError) as exc:
         return Check(name, FAIL if required else WARN, required, f"check failed: {exc}")
 
 

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -228,7 +227,7 @@ class ApiMetrics:
         try:
             snap.syncs = await self._sync_totals(db)
             snap.sizes = await self._relation_sizes(db)
-        except (KlaviyoAnalyticsError, psycopg.Error) as exc:
+        except KlaviyoAnalyticsError as exc:
             logger.warning("metrics: database figures unavailable: %s", exc)
         try:
             snap.backup, snap.latest_backup = await asyncio.to_thread(_backups, backup_dir)

@@ -8,7 +8,7 @@ import logging
 import psycopg
 import pytest
 
-from klaviyo_analytics.db.pool import Conn, Database, StatementTimeoutError
+from klaviyo_analytics.db.pool import Conn, Database, QueryError, StatementTimeoutError
 from klaviyo_analytics.errors import DatabaseUnavailableError
 from klaviyo_analytics.retry import RetryPolicy
 from tests.fixtures.database import instant_sleep
@@ -68,8 +68,9 @@ async def test_an_error_in_the_statement_is_raised_at_once(database: Database) -
     async def broken(conn: Conn) -> None:
         await conn.execute("SELECT * FROM no_such_table")
 
-    with pytest.raises(psycopg.errors.UndefinedTable):
+    with pytest.raises(QueryError, match="no_such_table") as refused:
         await database.run(broken)
+    assert refused.value.sqlstate == "42P01"  # undefined table
     assert database.stats.retries == 0
 
 

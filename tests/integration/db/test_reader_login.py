@@ -12,7 +12,7 @@ import pytest
 
 from klaviyo_analytics.api.app import create_app
 from klaviyo_analytics.config import load_settings
-from klaviyo_analytics.db.pool import Conn
+from klaviyo_analytics.db.pool import Conn, QueryError
 
 
 async def test_reset_role_in_the_apis_read_transaction_regains_no_rights(
@@ -40,15 +40,17 @@ async def test_reset_role_in_the_apis_read_transaction_regains_no_rights(
             await conn.execute("RESET ROLE")
             await conn.execute("SELECT token_hash FROM api_keys")
 
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        with pytest.raises(QueryError) as refused:
             await db.run(steal_keys, readonly=True)
+        assert refused.value.sqlstate == "42501"  # insufficient privilege
 
         async def set_role_postgres(conn: Conn) -> None:
             await conn.execute("RESET ROLE")
             await conn.execute("SET ROLE postgres")
 
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        with pytest.raises(QueryError) as refused:
             await db.run(set_role_postgres, readonly=True)
+        assert refused.value.sqlstate == "42501"
 
 
 def test_the_writer_role_cannot_touch_api_keys(db_conninfo: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from klaviyo_analytics.db.pool import Database
+from klaviyo_analytics.db.pool import Database, QueryError
 
 
 def test_reader_role_cannot_insert(db_conninfo: str) -> None:
@@ -54,5 +54,6 @@ async def test_readonly_runs_use_the_reader_role(database: Database) -> None:
     async def write(conn: psycopg.AsyncConnection) -> None:  # type: ignore[type-arg]
         await conn.execute("INSERT INTO klaviyo_metrics (id, name) VALUES ('m', 'x')")
 
-    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+    with pytest.raises(QueryError) as refused:
         await database.run(write, readonly=True)
+    assert refused.value.sqlstate == "25006"  # read-only transaction
