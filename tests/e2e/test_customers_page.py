@@ -112,3 +112,17 @@ def test_customers_page_asks_for_a_key_without_one(
     _wait(page)
     assert page.get_attribute('[data-panel="products"]', "data-state") == "ready"
     assert all(dashboard.reader_key not in u for u in session.requests)
+
+
+def test_the_dashboard_links_to_the_customers_page_and_back(
+    dashboard: Dashboard, open_page: SessionFactory
+) -> None:
+    session = open_page(dashboard, key="reader")
+    page = session.page
+    page.get_by_role("navigation", name="Pages").get_by_role("link").click()
+    page.wait_for_url("**/customers")
+    _wait(page)  # the key entered on the dashboard still opens every panel
+    assert page.get_attribute('[data-panel="cohorts"]', "data-state") == "ready"
+    page.get_by_role("link", name="← Dashboard").click()
+    page.wait_for_selector("#range-form")
+    assert "/customers" not in page.url
