@@ -494,3 +494,40 @@ def test_charts_and_list_health_export_their_exact_figures_as_csv(
         for key in ("bounce_rate", "spam_rate", "unsubscribe_rate"):
             assert (got[key] or None) == want[key], key
     session.assert_clean()
+
+
+def test_same_dates_last_year_is_drawn_over_the_engagement_rates(
+    dashboard: Dashboard, open_page: SessionFactory
+) -> None:
+    # The API gives any comparison range's days (checked on the preceding range, which this
+    # 120-day store has data for) ...
+    body = dashboard.get_json("/api/charts/engagement", range="last-30-days", compare="previous")
+    prev = body["previous_range"]
+    assert prev["end"] < body["range"]["start"]
+    delivered = dashboard.query(
+        "SELECT date::text AS d, sum(delivered) AS n FROM fact_message_engagement"
+        " WHERE date BETWEEN %s AND %s GROUP BY date HAVING sum(delivered) > 0",
+        (prev["start"], prev["end"]),
+    )
+    api: dict[str, int] = {}
+    for p in body["previous"]:
+        api[p["date"]] = api.get(p["date"], 0) + int(p["delivered"])
+    assert {d: n for d, n in api.items() if n} == {r["d"]: int(r["n"]) for r in delivered}
+    # ... and the page draws last year's rates when "Same dates last year" is chosen: the
+    # store holds nothing a year back, so the lines are there, in the legend, and empty.
+    session = open_page(dashboard, path="/#range=last-30-days&compare=year")
+    page = session.page
+    wait_until_loaded(page)
+    yoy = dashboard.get_json("/api/charts/engagement", range="last-30-days", compare="year")
+    start = date.fromisoformat(yoy["range"]["start"])
+    assert yoy["previous_range"]["start"] == start.replace(year=start.year - 1).isoformat()
+    names = page.evaluate("document.querySelector('#engagement-chart .plot').data.map(t => t.name)")
+    assert "Email open rate, same dates last year" in names
+    line = page.evaluate(
+        "document.querySelector('#engagement-chart .plot').data"
+        ".find(t => t.name === 'Email open rate, same dates last year').y"
+    )
+    assert len(line) == len({p["date"] for p in yoy["points"]})
+    assert not any(p["delivered"] for p in yoy["previous"])  # the store began this year
+    assert all(v is None for v in line)  # no rate where nothing was delivered
+    session.assert_clean()

@@ -118,6 +118,41 @@ class RevenueChartResponse(ChartResponse[performance.RevenuePoint]):
     previous: list[performance.RevenuePoint] | None = None
 
 
+class EngagementChartResponse(ChartResponse[performance.EngagementPoint]):
+    """Open and click rates per day and channel; with `compare`, the comparison range's days
+    too (`previous`), else null."""
+
+    previous_range: DateRange | None = None
+    previous: list[performance.EngagementPoint] | None = None
+
+
+ChartCompare = Annotated[
+    Compare | None,
+    Query(
+        description=(
+            "also return the comparison range's series in `previous` (previous or year), "
+            "bucket for bucket"
+        )
+    ),
+]
+
+T = TypeVar("T")
+
+
+async def _and_compared(
+    conn: Conn,
+    rq: RangeQuery,
+    compare: Compare | None,
+    series: Callable[[Conn, DateRange], Awaitable[T]],
+) -> tuple[T, DateRange | None, T | None]:
+    """Return the range's series and, with `compare`, the comparison range and its series."""
+    found = await series(conn, rq.range)
+    if compare is None:
+        return found, None, None
+    other = kpis.comparison(rq.range, compare)
+    return found, other, await series(conn, other)
+
+
 Sort = Annotated[str | None, Query(max_length=40, description="column to sort by")]
 Order = Annotated[Literal["asc", "desc"], Query(description="sort direction")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
@@ -445,15 +480,7 @@ async def revenue_chart(
     state: State,
     principal: Caller,
     rq: Range,
-    compare: Annotated[
-        Compare | None,
-        Query(
-            description=(
-                "also return the comparison range's series in `previous` (previous or year), "
-                "bucket for bucket"
-            )
-        ),
-    ] = None,
+    compare: ChartCompare = None,
 ) -> Response:
     """Return revenue and orders per local bucket and channel: hours for a range of one or two
     days, days up to 92 days, weeks up to two years, months beyond; with `compare`, the same
@@ -461,12 +488,10 @@ async def revenue_chart(
 
     async def produce() -> Sourced:
         async def fetch(conn: Conn) -> RevenueChart:
-            bucket, points = await performance.revenue_series(conn, rq.range, rq.tz)
-            if compare is None:
-                return RevenueChart(bucket, points, None, None)
-            other = kpis.comparison(rq.range, compare)
-            _, before = await performance.revenue_series(conn, other, rq.tz)
-            return RevenueChart(bucket, points, other, before)
+            (bucket, points), other, before = await _and_compared(
+                conn, rq, compare, lambda c, r: performance.revenue_series(c, r, rq.tz)
+            )
+            return RevenueChart(bucket, points, other, None if before is None else before[1])
 
         found = await state.db.run(fetch, readonly=True)
         return RevenueChartResponse(
@@ -506,21 +531,33 @@ async def distribution_chart(
 
 @router.get(
     "/charts/engagement",
-    response_model=ChartResponse[performance.EngagementPoint],
+    response_model=EngagementChartResponse,
     summary="Open and click rates per day and channel",
 )
 async def engagement_chart(
-    request: Request, state: State, principal: Caller, rq: Range
+    request: Request, state: State, principal: Caller, rq: Range, compare: ChartCompare = None
 ) -> Response:
-    """Return open and click rates per local day and channel."""
-    return await _chart(
-        request,
-        state,
-        principal,
-        rq,
-        row=performance.EngagementPoint,
-        group="charts",
-        fetch=lambda c: performance.engagement_by_day(c, rq.range, rq.tz),
+    """Return open and click rates per local day and channel; with `compare`, the same for
+    the comparison range (`previous_range`, `previous`)."""
+
+    async def produce() -> Sourced:
+        points, other, before = await state.db.run(
+            lambda c: _and_compared(
+                c, rq, compare, lambda c2, r: performance.engagement_by_day(c2, r, rq.tz)
+            ),
+            readonly=True,
+        )
+        return EngagementChartResponse(
+            source="database",
+            timezone=rq.tz,
+            range=rq.range,
+            points=points,
+            previous_range=other,
+            previous=before,
+        )
+
+    return await answer(
+        request, state, principal, group="charts", ttl_s=ttl_for(state, "charts"), produce=produce
     )
 
 

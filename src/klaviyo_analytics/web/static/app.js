@@ -473,14 +473,16 @@ async function loadDistribution(signal, account) {
 }
 
 async function loadEngagement(signal, account) {
-  const body = await api("charts/engagement", { params: rangeParams(), signal });
+  const yoy = state.compare === "year";
+  const body = await api("charts/engagement", { params: { ...rangeParams(), ...(yoy ? { compare: "year" } : {}) }, signal });
   await account;
   if (!body.points.some((p) => Number(p.delivered) > 0)) {
     showChartState("engagement-chart", "empty", state.account?.last_sync_at ? "No messages delivered in this range." : EMPTY_HINT);
     return "empty";
   }
   await chartsReady();
-  await drawEngagement(chartBox("engagement-chart").plot, body.points);
+  const lastYear = yoy && body.previous ? { points: body.previous, range: body.range, previousRange: body.previous_range } : null;
+  await drawEngagement(chartBox("engagement-chart").plot, body.points, lastYear);
   showChartState("engagement-chart", "ready");
   return "ready";
 }
@@ -882,6 +884,7 @@ function init() {
     const signal = state.controller?.signal;
     runPanel("overview", () => loadOverview(signal, Promise.resolve(state.account)));
     runPanel("revenue", () => loadRevenue(signal, Promise.resolve(state.account)), { chart: "revenue-chart" });
+    runPanel("engagement", () => loadEngagement(signal, Promise.resolve(state.account)), { chart: "engagement-chart" });
   });
   $("forecast-toggle").addEventListener("change", () => {
     runPanel("revenue", () => loadRevenue(state.controller?.signal), { chart: "revenue-chart" });

@@ -237,16 +237,32 @@ export function engagementSeries(points) {
   };
 }
 
-export async function drawEngagement(el, points) {
+// The date `days` days after an ISO date (YYYY-MM-DD), as an ISO date.
+const shiftDate = (iso, days) => new Date(Date.parse(`${iso}T00:00:00Z`) + days * 864e5).toISOString().slice(0, 10);
+
+// `lastYear`: { points, range, previousRange } of the comparison range, drawn day for day
+// (each of its days moved by the ranges' offset) as fainter dashed lines.
+export async function drawEngagement(el, points, lastYear = null) {
   const s = engagementSeries(points);
-  const line = (name, y, color, dash) => ({
-    type: "scatter", mode: s.dates.length > 45 ? "lines" : "lines+markers", name, x: s.dates, y,
+  const line = (name, y, color, dash, opacity = 1) => ({
+    type: "scatter", mode: s.dates.length > 45 ? "lines" : "lines+markers", name, x: s.dates, y, opacity,
     connectgaps: false, line: { color, width: 2.2, dash, shape: "spline", smoothing: 0.4 }, marker: { size: 5 },
     hovertemplate: `%{y:.1%}<extra>${name}</extra>`,
   });
   const traces = [];
   if (s.hasEmail) traces.push(line("Email open rate", s.emailOpen, "#4338ca"), line("Email click rate", s.emailClick, "#0ea5e9"));
   if (s.hasSms) traces.push(line("SMS click rate", s.smsClick, "#d97706", "dot"));
+  if (lastYear) {
+    const b = engagementSeries(lastYear.points);
+    const offset = Math.round((Date.parse(lastYear.range.start) - Date.parse(lastYear.previousRange.start)) / 864e5);
+    const at = new Map(b.dates.map((d, i) => [shiftDate(d, offset), i]));
+    const align = (ys) => s.dates.map((d) => (at.has(d) ? ys[at.get(d)] : null));
+    if (s.hasEmail) {
+      traces.push(line("Email open rate, same dates last year", align(b.emailOpen), "#4338ca", "dash", 0.5),
+        line("Email click rate, same dates last year", align(b.emailClick), "#0ea5e9", "dash", 0.5));
+    }
+    if (s.hasSms) traces.push(line("SMS click rate, same dates last year", align(b.smsClick), "#d97706", "dash", 0.5));
+  }
   await draw(
     el,
     traces,
