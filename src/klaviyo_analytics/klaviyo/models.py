@@ -112,8 +112,34 @@ class Metric(Resource):
     integration: dict[str, Any] | None = None
 
 
+class PredictiveAnalytics(BaseModel):
+    """Klaviyo's own CLV predictions for a profile (`additional-fields[profile]=
+    predictive_analytics`); every value may be null (Klaviyo has none for the profile).
+
+    Numbers are kept exact as the API wrote them (JSON numbers to Decimal through their text).
+    Raises ValueError (pydantic.ValidationError) for a value that is not a finite number or
+    date-time, or a churn probability outside 0..1 (the whole profile is then quarantined).
+    Negative money is legal (refunds).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    historic_clv: Decimal | None = None
+    predicted_clv: Decimal | None = None
+    total_clv: Decimal | None = None
+    historic_number_of_orders: Decimal | None = None
+    predicted_number_of_orders: Decimal | None = None
+    average_days_between_orders: Decimal | None = None
+    average_order_value: Decimal | None = None
+    churn_probability: Decimal | None = Field(default=None, ge=0, le=1)
+    expected_date_of_next_order: AwareDatetime | None = None
+
+
 class Profile(Resource):
-    """A person; Klaviyo may know only an email, only a phone number, or neither."""
+    """A person; Klaviyo may know only an email, only a phone number, or neither.
+
+    `predictive_analytics` is None when the request did not ask for it (or Klaviyo sent none).
+    """
 
     resource_type = "profile"
 
@@ -130,6 +156,7 @@ class Profile(Resource):
     last_event_date: datetime | None = None
     location: dict[str, Any] | None = None
     properties: dict[str, Any] | None = None
+    predictive_analytics: PredictiveAnalytics | None = None
 
 
 class Attribution(Resource):

@@ -18,6 +18,8 @@ LIMITS: dict[str, tuple[int, int, int | None]] = {
     "get_metrics": (10, 150, None),
     "get_events": (350, 3500, None),
     "get_profiles": (75, 750, None),
+    # get_profiles with `additional-fields[profile]=predictive_analytics` (its description).
+    "get_profiles+predictive_analytics": (10, 150, None),
     "get_campaigns": (10, 150, None),
     "get_messages_for_campaign": (10, 150, None),
     "get_flows": (3, 60, None),

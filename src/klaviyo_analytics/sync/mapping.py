@@ -29,7 +29,9 @@ def metric(m: k.Metric) -> Metric:
 
 
 def profile(p: k.Profile) -> Profile:
-    """Map a Klaviyo profile (never a stub: it is the real thing)."""
+    """Map a Klaviyo profile (never a stub: it is the real thing), with its predictive
+    analytics; values Klaviyo did not give stay None (NULL), never 0."""
+    pa = p.predictive_analytics or k.PredictiveAnalytics()
     return Profile(
         id=p.id,
         email=p.email,
@@ -43,6 +45,15 @@ def profile(p: k.Profile) -> Profile:
         properties=p.properties or {},
         created=p.created,
         updated=p.updated,
+        historic_clv=pa.historic_clv,
+        predicted_clv=pa.predicted_clv,
+        total_clv=pa.total_clv,
+        historic_number_of_orders=pa.historic_number_of_orders,
+        predicted_number_of_orders=pa.predicted_number_of_orders,
+        average_days_between_orders=pa.average_days_between_orders,
+        average_order_value=pa.average_order_value,
+        churn_probability=pa.churn_probability,
+        expected_date_of_next_order=pa.expected_date_of_next_order,
     )
 
 

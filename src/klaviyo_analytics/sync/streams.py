@@ -63,27 +63,55 @@ async def sync_metrics(ctx: StreamContext, args: RunArgs) -> None:
         await ctx.write("klaviyo_metrics", repo, [mapping.metric(m) for m in page.records], page)
 
 
+# Klaviyo's predictive analytics change without a profile's `updated` moving (predictions are
+# recomputed as time passes and orders arrive), so an incremental run alone would keep them
+# stale: a run is a full re-read when the last complete one is older than this.
+PREDICTIONS_REFRESH = timedelta(days=7)
+
+
 async def sync_profiles(ctx: StreamContext, args: RunArgs) -> None:
-    """Copy profiles updated since the last run.
+    """Copy profiles updated since the last run, with Klaviyo's predictive analytics.
 
     Profiles come sorted by `updated`, so every stored page moves the cursor to the newest
     `updated` stored: a run that stops part-way resumes after its last page, not from the start.
     The filter is `greater-than` only, so a run starts one second before the cursor and
     re-reads that second (profiles sharing the cursor's second are never skipped).
+
+    When the last complete re-read of every profile started `PREDICTIONS_REFRESH` ago or more
+    (or never, or with `full`), the run re-reads every profile instead (a "pass"), so that
+    each profile's predictions are at most that old. A pass keeps its own cursor in the state
+    (`predictions_pass`) and resumes after its last stored page like any run; once complete,
+    its start is remembered as `predictions_read_at`.
     """
     repo = ProfileRepository()
-    saved = None if args.full else await ctx.db.run(lambda c: _state.get(c, "profiles", ""))
-    cursor = parse(saved.cursor_value) if saved and saved.cursor_value else None
+    started = ctx.clock()
+    saved = await ctx.db.run(lambda c: _state.get(c, "profiles", ""))
+    meta: dict[str, Any] = dict(saved.state) if saved else {}
+    cursor = parse(saved.cursor_value) if saved and saved.cursor_value and not args.full else None
+    read_at = meta.get("predictions_read_at")
+    sweep: dict[str, Any] | None = meta.get("predictions_pass")
+    due = read_at is None or started - parse(read_at) >= PREDICTIONS_REFRESH
+    if args.full or (sweep is None and due):
+        sweep = {"started": iso(started), "cursor": None}
+    reached = sweep["cursor"] if sweep is not None else (iso(cursor) if cursor else None)
+    after = parse(reached) - timedelta(seconds=1) if reached else None
     newest = cursor
-    after = cursor - timedelta(seconds=1) if cursor else None
     async for page in ctx.client.iter_profiles(updated_after=after):
         records = [mapping.profile(p) for p in page.records]
         seen = [r.updated for r in records if r.updated is not None]
         if seen:
             newest = max([*seen, *([newest] if newest else [])])
-        state = StreamState("profiles", "", iso(newest) if newest else None, {})
+            if sweep is not None:
+                done = [parse(sweep["cursor"])] if sweep["cursor"] else []
+                sweep = {**sweep, "cursor": iso(max([*seen, *done]))}
+        if sweep is not None:
+            meta = {**meta, "predictions_pass": sweep}
+        state = StreamState("profiles", "", iso(newest) if newest else None, meta)
         await ctx.write("klaviyo_profiles", repo, records, page, state=state)
-    final = StreamState("profiles", "", iso(newest) if newest else None, {})
+    if sweep is not None:
+        meta = {k: v for k, v in meta.items() if k != "predictions_pass"}
+        meta["predictions_read_at"] = sweep["started"]
+    final = StreamState("profiles", "", iso(newest) if newest else None, meta)
     await ctx.db.run(lambda c: _state.upsert(c, final))
 
 

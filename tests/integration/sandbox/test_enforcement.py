@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from klaviyo_analytics.sandbox.server import SandboxServer
@@ -88,3 +90,21 @@ def test_rate_limit_scale_raises_the_limits(make_sandbox: SandboxFactory) -> Non
     with client_for(server) as client:
         statuses = [client.get("/api/flows").status_code for _ in range(7)]
     assert statuses == [200] * 6 + [429]
+
+
+def test_profiles_with_predictive_analytics_have_their_own_lower_limits(
+    make_sandbox: SandboxFactory,
+) -> None:
+    # get_profiles: 75/s burst; with additional-fields[profile]=predictive_analytics 10/s.
+    server = make_sandbox(rate_limits=True)
+    predictive = {"additional-fields[profile]": "predictive_analytics", "page[size]": "1"}
+    with client_for(server) as client:
+        assert client.get("/api/profiles", params=predictive).status_code == 200  # warm facts
+        time.sleep(1.1)  # out of the burst window
+        asked = [client.get("/api/profiles", params=predictive) for _ in range(11)]
+        plain = [client.get("/api/profiles", params={"page[size]": "1"}) for _ in range(11)]
+    assert [r.status_code for r in asked[:10]] == [200] * 10
+    assert asked[10].status_code == 429 and int(asked[10].headers["Retry-After"]) >= 1
+    assert asked[10].headers["RateLimit-Limit"] in ("10", "150")
+    # The plain listing is counted apart and keeps its own, higher burst.
+    assert [r.status_code for r in plain] == [200] * 11

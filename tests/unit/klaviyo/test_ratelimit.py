@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import httpx
 import pytest
 
 from klaviyo_analytics.klaviyo import RATE_LIMITS, RateLimit, RateLimiter
+from klaviyo_analytics.klaviyo.ratelimit import PREDICTIVE_PROFILES
 from klaviyo_analytics.sandbox.spec import klaviyo_spec
 from tests.unit.klaviyo.helpers import (
     FakeTime,
@@ -146,4 +148,12 @@ def test_the_rate_limit_table_matches_the_spec() -> None:
                     int(raw["steady"].removesuffix("/m")),
                     int(daily.removesuffix("/d")) if daily else None,
                 )
+    # Profiles with predictive analytics: the lower limits the description states.
+    text = spec["paths"]["/api/profiles"]["get"]["description"]
+    tail = text[text.index("`additional-fields[profile]=predictive_analytics`") :]
+    burst = re.search(r"Burst: `(\d+)/s`", tail)
+    steady = re.search(r"Steady: `(\d+)/m`", tail)
+    assert burst and steady
+    found[PREDICTIVE_PROFILES] = RateLimit(int(burst[1]), int(steady[1]))
     assert found == dict(RATE_LIMITS)
+    assert RATE_LIMITS[PREDICTIVE_PROFILES] != RATE_LIMITS["get_profiles"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, LiteralString
 
 from psycopg import sql
@@ -14,7 +15,7 @@ from klaviyo_analytics.db.repos.base import Conn, Repository
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    """A person known to the account."""
+    """A person known to the account, with Klaviyo's predictive analytics (None: none given)."""
 
     id: str
     email: str | None = None
@@ -29,6 +30,15 @@ class Profile:
     created: datetime | None = None
     updated: datetime | None = None
     is_stub: bool = False
+    historic_clv: Decimal | None = None
+    predicted_clv: Decimal | None = None
+    total_clv: Decimal | None = None
+    historic_number_of_orders: Decimal | None = None
+    predicted_number_of_orders: Decimal | None = None
+    average_days_between_orders: Decimal | None = None
+    average_order_value: Decimal | None = None
+    churn_probability: Decimal | None = None
+    expected_date_of_next_order: datetime | None = None
 
 
 class ProfileRepository(Repository[Profile]):
