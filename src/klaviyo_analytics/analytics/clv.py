@@ -1,6 +1,6 @@
 """Customer lifetime value: historic (exact) and predicted (BG/NBD + Gamma-Gamma, `lifetimes`).
 
-The scheduler's `clv` job fits the models after syncs (`fit_and_store`, in a worker thread) and
+The scheduler's `clv` job fits the models after syncs (`fit_and_store`, in a worker process) and
 stores them: the model in `forecast_models` (series `customers:clv`, parameters and backtest
 in `parameters`), its backtest in `model_performance`, and one row per customer in
 `customer_clv`. GETs only read what is stored (`stored_model`, `stored_profiles`); historic CLV
@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from klaviyo_analytics.analytics.compute import Offload, in_thread
 from klaviyo_analytics.analytics.errors import (
     InvalidParameterError,
     ModelUnavailableError,
@@ -372,19 +373,22 @@ async def store_clv(conn: Conn, fit: ClvFit, *, trained_at: datetime) -> int:
     return model_id
 
 
-async def fit_and_store(conn_run: Any, *, timezone: str, now: datetime) -> str:
+async def fit_and_store(
+    conn_run: Any, *, timezone: str, now: datetime, offload: Offload = in_thread
+) -> str:
     """Fit on every customer's orders through the store's today and store the model; return
-    a one-line summary. `conn_run` is `Database.run`; the fit runs in a worker thread.
+    a one-line summary. `conn_run` is `Database.run`; the fit runs through `offload` (the
+    scheduler passes its worker processes: a fit holds the GIL for tens of seconds).
 
-    Raises SeriesTooShortError when there are too few customers to fit.
+    Raises SeriesTooShortError when there are too few customers to fit,
+    ModelUnavailableError when the model does not converge, AnalysisUnavailableError when
+    the worker process died.
     """
-    import asyncio
-
     from klaviyo_analytics.analytics.periods import local_today
 
     today = local_today(timezone, now)
     history = await conn_run(lambda c: read_history(c, today), readonly=True)
-    fit = await asyncio.to_thread(fit_clv, history)
+    fit = await offload(fit_clv, history)
 
     async def store(conn: Conn) -> int:
         return await store_clv(conn, fit, trained_at=now)
@@ -448,15 +452,61 @@ class ClvProfile:
     churn_probability: Decimal
     expected_order_value: Decimal
     expected_next_order: date | None
+    klaviyo: KlaviyoPrediction | None
 
 
+@dataclass(frozen=True)
+class KlaviyoPrediction:
+    """Klaviyo's own predictive analytics of the profile, as last synced (each may be null:
+    Klaviyo gave none)."""
+
+    historic_clv: Decimal | None
+    predicted_clv: Decimal | None
+    total_clv: Decimal | None
+    historic_orders: Decimal | None
+    predicted_orders: Decimal | None
+    churn_probability: Decimal | None
+    average_order_value: Decimal | None
+    average_days_between_orders: Decimal | None
+    expected_next_order: date | None
+
+
+# Klaviyo's values (klaviyo_profiles, synced with the profiles stream) beside ours.
+_KLAVIYO = (
+    "k.historic_clv AS k_historic_clv, k.predicted_clv AS k_predicted_clv,"
+    " k.total_clv AS k_total_clv, k.historic_number_of_orders AS k_historic_orders,"
+    " k.predicted_number_of_orders AS k_predicted_orders,"
+    " k.churn_probability AS k_churn_probability, k.average_order_value AS k_average_order_value,"
+    " k.average_days_between_orders AS k_average_days_between_orders,"
+    " (k.expected_date_of_next_order AT TIME ZONE %(tz)s)::date AS k_expected_next_order"
+)
 _PROFILES = (
-    "SELECT c.*, coalesce(h.value, 0) AS historic_clv, coalesce(h.orders, 0) AS historic_orders"
+    "SELECT c.*, coalesce(h.value, 0) AS historic_clv, coalesce(h.orders, 0) AS historic_orders,"
+    " " + _KLAVIYO + ", k.id IS NOT NULL AND NOT k.is_stub AS k_synced"
     " FROM customer_clv c LEFT JOIN LATERAL (SELECT sum(value) AS value, count(*) AS orders"
     "  FROM fact_orders o WHERE o.profile_id = c.profile_id) h ON true"
+    " LEFT JOIN klaviyo_profiles k ON k.id = c.profile_id"
     " WHERE c.model_id = %(model)s ORDER BY c.predicted_clv DESC, c.profile_id"
     " LIMIT %(limit)s OFFSET %(offset)s"
 )
+
+
+def _optional(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _klaviyo(r: dict[str, Any]) -> KlaviyoPrediction | None:
+    if not r["k_synced"]:
+        return None
+    return KlaviyoPrediction(
+        historic_clv=_optional(r["k_historic_clv"]), predicted_clv=_optional(r["k_predicted_clv"]),
+        total_clv=_optional(r["k_total_clv"]), historic_orders=_optional(r["k_historic_orders"]),
+        predicted_orders=_optional(r["k_predicted_orders"]),
+        churn_probability=_optional(r["k_churn_probability"]),
+        average_order_value=_optional(r["k_average_order_value"]),
+        average_days_between_orders=_optional(r["k_average_days_between_orders"]),
+        expected_next_order=r["k_expected_next_order"],
+    )  # fmt: skip
 
 
 def _profile(r: dict[str, Any]) -> ClvProfile:
@@ -469,19 +519,23 @@ def _profile(r: dict[str, Any]) -> ClvProfile:
         predicted_clv_high=Decimal(r["predicted_clv_high"]),
         churn_probability=Decimal(r["churn_probability"]),
         expected_order_value=Decimal(r["expected_order_value"]),
-        expected_next_order=r["expected_next_order"],
+        expected_next_order=r["expected_next_order"], klaviyo=_klaviyo(r),
     )  # fmt: skip
 
 
 async def stored_profiles(
-    conn: Conn, model_id: int, *, limit: int, offset: int
+    conn: Conn, model_id: int, *, limit: int, offset: int, timezone: str = "UTC"
 ) -> tuple[int, list[ClvProfile]]:
-    """Return (total, page) of the model's customers by predicted CLV (highest first)."""
+    """Return (total, page) of the model's customers by predicted CLV (highest first), each
+    with Klaviyo's predictions where the profile was synced (`timezone` dates Klaviyo's
+    expected next order in the store's zone)."""
     cur = await conn.execute(
         "SELECT count(*) AS n FROM customer_clv WHERE model_id = %s", [model_id]
     )
     row = await cur.fetchone()
-    cur = await conn.execute(_PROFILES, {"model": model_id, "limit": limit, "offset": offset})
+    cur = await conn.execute(
+        _PROFILES, {"model": model_id, "limit": limit, "offset": offset, "tz": timezone}
+    )
     return (int(row["n"]) if row else 0), [_profile(r) for r in await cur.fetchall()]
 
 
@@ -490,14 +544,45 @@ BUCKETS = (10, 25, 50, 100, 250, 500, 1000, 2500)
 
 
 @dataclass(frozen=True)
+class KlaviyoComparison:
+    """Klaviyo's predictions summed over the model's customers that have them, beside ours
+    summed over the same customers; and how many synced profiles have any."""
+
+    customers: int  # the model's customers with a Klaviyo predicted CLV
+    predicted_clv: Decimal  # Klaviyo's, summed over them
+    predicted_clv_ours: Decimal  # ours, over the same customers
+    predicted_orders: Decimal  # Klaviyo's (where given), over them
+    predicted_orders_ours: Decimal
+    historic_clv: Decimal  # Klaviyo's historic CLV (where given), over them
+    profiles: int  # synced profiles (customers or not) with a Klaviyo predicted CLV
+    profiles_predicted_clv: Decimal  # Klaviyo's predicted CLV summed over those
+
+
+@dataclass(frozen=True)
 class ClvTotals:
-    """Sums over every customer, and the predicted-CLV distribution."""
+    """Sums over every customer, the predicted-CLV distribution, and Klaviyo's beside ours."""
 
     customers: int
     historic_clv: Decimal
     predicted_clv: Decimal
     predicted_orders: Decimal
     distribution: list[dict[str, Any]]
+    klaviyo: KlaviyoComparison
+
+
+_COMPARISON = (
+    "SELECT count(*) AS n, coalesce(sum(k.predicted_clv), 0) AS k_clv,"
+    " coalesce(sum(c.predicted_clv), 0) AS clv,"
+    " coalesce(sum(k.predicted_number_of_orders), 0) AS k_orders,"
+    " coalesce(sum(c.predicted_orders), 0) AS orders,"
+    " coalesce(sum(k.historic_clv), 0) AS k_historic"
+    " FROM customer_clv c JOIN klaviyo_profiles k ON k.id = c.profile_id"
+    " WHERE c.model_id = %(model)s AND k.predicted_clv IS NOT NULL"
+)
+_KLAVIYO_ALL = (
+    "SELECT count(*) AS n, coalesce(sum(predicted_clv), 0) AS k_clv FROM klaviyo_profiles"
+    " WHERE predicted_clv IS NOT NULL"
+)
 
 
 async def stored_totals(conn: Conn, model_id: int) -> ClvTotals:
@@ -516,6 +601,17 @@ async def stored_totals(conn: Conn, model_id: int) -> ClvTotals:
         "SELECT coalesce(sum(value), 0) AS v FROM fact_orders WHERE profile_id IS NOT NULL"
     )
     hist = await cur.fetchone()
+    cur = await conn.execute(_COMPARISON, {"model": model_id})
+    same = await cur.fetchone()
+    cur = await conn.execute(_KLAVIYO_ALL)
+    every = await cur.fetchone()
+    assert same is not None and every is not None
+    klaviyo = KlaviyoComparison(
+        customers=int(same["n"]), predicted_clv=Decimal(same["k_clv"]),
+        predicted_clv_ours=Decimal(same["clv"]), predicted_orders=Decimal(same["k_orders"]),
+        predicted_orders_ours=Decimal(same["orders"]), historic_clv=Decimal(same["k_historic"]),
+        profiles=int(every["n"]), profiles_predicted_clv=Decimal(every["k_clv"]),
+    )  # fmt: skip
     edges = (0, *BUCKETS)
     distribution = [
         {"from": edges[k], "to": BUCKETS[k] if k < len(BUCKETS) else None,
@@ -528,4 +624,5 @@ async def stored_totals(conn: Conn, model_id: int) -> ClvTotals:
         predicted_clv=Decimal(total["clv"]) if total else Decimal(0),
         predicted_orders=Decimal(total["orders"]) if total else Decimal(0),
         distribution=distribution,
+        klaviyo=klaviyo,
     )

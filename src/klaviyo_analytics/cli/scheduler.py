@@ -60,8 +60,9 @@ def build_jobs(
     service: DataSyncService,
     offload: Offload = in_thread,
 ) -> list[Job]:
-    """Return the jobs: one per sync stream, recent events, forecasts, maintenance and each
-    backup kind. Forecast fits run through `offload`."""
+    """Return the jobs: one per sync stream, recent events, forecasts, CLV, maintenance and
+    each backup kind. Forecast and CLV fits run through `offload` (the scheduler's worker
+    processes)."""
     crons = schedules(settings)
     rules = maintenance.retention_rules(
         raw_responses_days=settings.retention_raw_responses_days,
@@ -114,7 +115,7 @@ def build_jobs(
 
     async def fit_clv() -> str:
         zone = await db.run(lambda c: store_timezone(c, settings.account_timezone), readonly=True)
-        return await clv.fit_and_store(db.run, timezone=zone, now=service.clock())
+        return await clv.fit_and_store(db.run, timezone=zone, now=service.clock(), offload=offload)
 
     jobs.append(Job("clv", crons["clv"], fit_clv))
     for kind in ("hourly", "daily", "weekly", "monthly"):

@@ -21,6 +21,7 @@ from klaviyo_analytics.sandbox.generator import StoreGenerator, seasonality
 SUPPRESSION_REASONS = ("", "HARD_BOUNCE", "SPAM_COMPLAINT", "UNSUBSCRIBE")
 _SUPPRESSING = {c.BOUNCED_EMAIL: 1, c.MARKED_SPAM: 2, c.UNSUBSCRIBED: 3}
 YEAR_DAYS = 365
+NO_NEXT_ORDER_DAYS = 100 * YEAR_DAYS
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,11 @@ def predictive_analytics(
     predicted = rate * aov
     last = int(facts.last_order[index])
     gap_days = YEAR_DAYS / rate if rate > 0 else None
-    next_order = _iso(max(last, facts.now) + int(gap_days * DAY)) if gap_days and last else None
+    # A customer with a vanishing rate has no next order to expect: beyond a century (where
+    # the date would also soon leave what a date-time can hold, year 9999) there is none.
+    next_order = None
+    if gap_days and last and gap_days <= NO_NEXT_ORDER_DAYS:
+        next_order = _iso(max(last, facts.now) + int(gap_days * DAY))
     return {
         "historic_clv": round(historic, 2),
         "predicted_clv": round(predicted, 2),

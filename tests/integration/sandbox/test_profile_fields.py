@@ -139,3 +139,16 @@ def test_profiles_sorted_by_updated_come_in_updated_order(
     profiles = _all_profiles(api, sort="updated")
     stamps = [d["attributes"]["updated"] for d in profiles]
     assert stamps == sorted(stamps) and len(stamps) == sandbox_generator.options.profiles
+
+
+def test_a_customer_with_a_vanishing_order_rate_has_no_expected_next_order() -> None:
+    # A rate of one order in 8,000 years once put the date past year 9999 (a 500).
+    from klaviyo_analytics.sandbox.profile_facts import Facts, predictive_analytics
+
+    one = np.ones(1, dtype=np.int64)
+    facts = Facts(now=1_700_000_000, orders=one, order_cents=one * 5000,
+                  last_order=one * 1_690_000_000, suppressed_at=one * 0, reason=one * 0)  # fmt: skip
+    rare = predictive_analytics(facts, 365 / (8_000 * 365), 0.01, 5000.0, 0, False)
+    assert rare["expected_date_of_next_order"] is None
+    usual = predictive_analytics(facts, 4.0, 0.9, 5000.0, 0, False)
+    assert str(usual["expected_date_of_next_order"]).startswith("2024-02")

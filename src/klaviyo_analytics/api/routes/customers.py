@@ -5,17 +5,18 @@ Nothing here fits a model: CLV is read from what the scheduler's `clv` job store
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import MISSING, fields
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, create_model
 
 from klaviyo_analytics.analytics import clv, customers, products
-from klaviyo_analytics.analytics.clv import ClvProfile
-from klaviyo_analytics.analytics.customers import Cohort, RfmGroup, RfmMove, RfmProfile
+from klaviyo_analytics.analytics.clv import ClvProfile, KlaviyoComparison
+from klaviyo_analytics.analytics.customers import Cohort, RfmProfile, RfmSummary
 from klaviyo_analytics.analytics.periods import local_today
 from klaviyo_analytics.analytics.products import FunnelStep, ProductRow
 from klaviyo_analytics.api.auth import Principal
@@ -54,17 +55,23 @@ class CohortsResponse(Sourced):
     cohorts: list[Cohort]
 
 
-class RfmResponse(Sourced):
-    """RFM groups on `as_of`, and movement between groups since `compared_to`."""
+def _dataclass_fields(kind: type[Any]) -> dict[str, Any]:
+    hints = get_type_hints(kind)
+    return {
+        f.name: (hints[f.name], f.default if f.default is not MISSING else ...)
+        for f in fields(kind)
+    }
 
-    timezone: str
-    as_of: date
-    compared_to: date
-    customers: int
-    groups: list[RfmGroup]
-    moved: int
-    new_customers: int
-    movement: list[RfmMove]
+
+# The analytics `RfmSummary` (one definition of its fields) plus where it came from: built
+# from the dataclass, so a field added there appears here.
+RfmResponse: Any = create_model(
+    "RfmResponse",
+    __base__=Sourced,
+    __doc__="RFM groups on `as_of`, and movement between groups since `compared_to`.",
+    timezone=(str, ...),
+    **_dataclass_fields(RfmSummary),
+)
 
 
 class RfmProfilesResponse(Sourced):
@@ -143,11 +150,11 @@ async def customer_rfm(
 
     async def produce(conn: Conn) -> Sourced:
         s = await customers.rfm(conn, day)
-        return RfmResponse(
-            source="database", timezone=tz, as_of=s.as_of, compared_to=s.compared_to,
-            customers=s.customers, groups=s.groups, moved=s.moved,
-            new_customers=s.new_customers, movement=s.movement,
+        found: Sourced = RfmResponse(
+            source="database", timezone=tz,
+            **{f.name: getattr(s, f.name) for f in fields(RfmSummary)},
         )  # fmt: skip
+        return found
 
     return await _read(request, state, principal, produce)
 
@@ -234,6 +241,11 @@ class ClvResponse(Sourced):
     predicted_orders: Decimal
     distribution: list[dict[str, Any]]
     top: list[ClvProfile]
+    klaviyo: KlaviyoComparison | None = Field(
+        description="Klaviyo's own predictions (synced with the profiles stream) summed over "
+        "the model's customers that have them, beside ours over the same customers; null "
+        "before the first fit"
+    )
 
 
 class ClvProfilesResponse(Sourced):
@@ -271,14 +283,15 @@ async def customer_clv(
             return ClvResponse(
                 source="database", timezone=tz, model=None, customers=0,
                 historic_clv=Decimal(0), predicted_clv=Decimal(0), predicted_orders=Decimal(0),
-                distribution=[], top=[],
+                distribution=[], top=[], klaviyo=None,
             )  # fmt: skip
         totals = await clv.stored_totals(conn, model.id)
-        _, best = await clv.stored_profiles(conn, model.id, limit=top, offset=0)
+        _, best = await clv.stored_profiles(conn, model.id, limit=top, offset=0, timezone=tz)
         return ClvResponse(
             source="database", timezone=tz, model=_model_info(model), customers=totals.customers,
             historic_clv=totals.historic_clv, predicted_clv=totals.predicted_clv,
             predicted_orders=totals.predicted_orders, distribution=totals.distribution, top=best,
+            klaviyo=totals.klaviyo,
         )  # fmt: skip
 
     return await _read(request, state, principal, produce)
@@ -296,7 +309,9 @@ async def customer_clv_profiles(
         model = await clv.stored_model(conn)
         total, page = 0, list[ClvProfile]()
         if model is not None:
-            total, page = await clv.stored_profiles(conn, model.id, limit=limit, offset=offset)
+            total, page = await clv.stored_profiles(
+                conn, model.id, limit=limit, offset=offset, timezone=tz
+            )
         return ClvProfilesResponse(
             source="database", timezone=tz, as_of=model.as_of if model else None, total=total,
             limit=limit, offset=offset, profiles=page,
