@@ -76,6 +76,32 @@ def test_customers_page_shows_every_panel_as_the_api_returns_it_and_exports_csv(
     ]
     assert top == [r["profile_id"] for r in clv_body["top"]]
     assert len(page.query_selector_all("#clv-distribution .cbar")) == len(clv_body["distribution"])
+    # Klaviyo's own predictions (synced with the profiles) beside ours, per customer and summed.
+    heads = [th.inner_text() for th in page.query_selector_all("#clv-top thead th")]
+    column = heads.index("Klaviyo's")
+    churn = heads.index("Klaviyo churn")
+    compared = 0
+    for tr, row in zip(page.query_selector_all("#clv-top tbody tr"), clv_body["top"], strict=True):
+        cells = [td.inner_text() for td in tr.query_selector_all("td")]
+        assert f"{Decimal(row['predicted_clv']):,.2f}" in cells[heads.index("Predicted")]
+        theirs = row["klaviyo"]["predicted_clv"] if row["klaviyo"] else None
+        if theirs is None:
+            assert cells[column] == "—"
+            continue
+        compared += 1
+        assert f"{Decimal(theirs):,.2f}" in cells[column], (cells, theirs)
+        assert cells[churn] == f"{Decimal(row['klaviyo']['churn_probability']) * 100:.2f}%"
+    assert compared > 0
+    k = clv_body["klaviyo"]
+    assert k["customers"] > 0
+    text = page.inner_text("#clv-klaviyo")
+    assert f"{k['customers']:,}" in text and f"{Decimal(k['predicted_clv']):,.2f}" in text
+    with page.expect_download() as info:
+        page.click('button[data-csv="clv"]')
+    exported = list(csv.DictReader(io.StringIO(Path(info.value.path()).read_text("utf-8"))))
+    for got, want in zip(exported, clv_body["top"], strict=True):
+        assert got["profile_id"] == want["profile_id"]
+        assert Decimal(got["klaviyo_predicted_clv"]) == Decimal(want["klaviyo"]["predicted_clv"])
 
     with page.expect_download() as info:
         page.click('button[data-csv="products"]')

@@ -87,6 +87,7 @@ function renderClv(body) {
     $("clv-sub").textContent = "No CLV model yet: the scheduler's clv job fits one after syncs.";
     $("clv-distribution").replaceChildren();
     $("clv-top").replaceChildren();
+    $("clv-klaviyo").textContent = "";
     exports.clv = () => csv(["profile_id"], []);
     return;
   }
@@ -98,15 +99,30 @@ function renderClv(body) {
     value: (r) => r.customers,
     show: (r) => fmt.count(r.customers),
   });
-  const columns = ["profile_id", "historic_clv", "predicted_clv", "predicted_clv_low", "predicted_clv_high", "predicted_orders", "churn_probability", "expected_next_order"];
+  // Klaviyo's own predictive analytics (synced with the profiles), beside ours; null is "—".
+  const k = body.klaviyo;
+  $("clv-klaviyo").textContent = k && k.customers
+    ? `Klaviyo's own prediction for the ${fmt.count(k.customers)} of these customers it has one for: ${fmt.money(k.predicted_clv)} (ours for them: ${fmt.money(k.predicted_clv_ours)}); ${fmt.count(k.profiles)} synced profiles carry a Klaviyo prediction.`
+    : "Klaviyo's own predictions: none synced for these customers.";
+  const theirs = (value, show) => (value === null || value === undefined ? "—" : show(value));
+  const rows = body.top.map((r) => ({
+    ...r,
+    klaviyo_predicted_clv: r.klaviyo ? r.klaviyo.predicted_clv : null,
+    klaviyo_churn_probability: r.klaviyo ? r.klaviyo.churn_probability : null,
+    klaviyo_predicted_orders: r.klaviyo ? r.klaviyo.predicted_orders : null,
+  }));
+  const columns = ["profile_id", "historic_clv", "predicted_clv", "predicted_clv_low", "predicted_clv_high", "predicted_orders", "churn_probability", "expected_next_order",
+    "klaviyo_predicted_clv", "klaviyo_predicted_orders", "klaviyo_churn_probability"];
   table($("clv-top"), [
     { label: "Profile", key: "profile_id" },
     { label: "Predicted", show: (r) => fmt.money(r.predicted_clv) },
     { label: "90 % interval", show: (r) => `${fmt.money(r.predicted_clv_low)} – ${fmt.money(r.predicted_clv_high)}` },
+    { label: "Klaviyo's", show: (r) => theirs(r.klaviyo_predicted_clv, fmt.money) },
     { label: "Historic", show: (r) => fmt.money(r.historic_clv) },
     { label: "Churn", show: (r) => fmt.rate(r.churn_probability) },
-  ], body.top);
-  exports.clv = () => csv(columns, body.top);
+    { label: "Klaviyo churn", show: (r) => theirs(r.klaviyo_churn_probability, fmt.rate) },
+  ], rows);
+  exports.clv = () => csv(columns, rows);
 }
 
 function renderProducts(body) {
