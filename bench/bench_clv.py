@@ -4,7 +4,7 @@
 
 Orders come from the sandbox's customer model (campaigns and flows off), grouped per customer
 into order days as `analytics.clv.read_history` returns them (no database: this times the fit,
-which the scheduler's job runs in a worker thread). Prints the customers fitted, the fit time
+which the scheduler's job runs in a worker process). Prints the customers fitted, the fit time
 (two fits: the full one and the calibration fit of the backtest, plus 400 interval draws per
 customer), the backtest against the naive baseline and the fitted parameters against the truth.
 """

@@ -284,7 +284,7 @@ def _backtest(h: ClvHistory, cut_day: int, holdout: int, seed: int) -> dict[str,
 
 def fit_clv(h: ClvHistory, *, horizon_days: int = HORIZON_DAYS, seed: int = 0) -> ClvFit:
     """Fit BG/NBD + Gamma-Gamma on every customer's history and backtest it (CPU-bound: run
-    it in a worker thread).
+    it off the event loop; the scheduler runs it in a worker process, so it must pickle).
 
     Raises SeriesTooShortError when there are too few customers (or repeat customers) to fit,
     ModelUnavailableError when the optimiser does not converge with any penalizer,

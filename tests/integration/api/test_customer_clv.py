@@ -103,7 +103,10 @@ def _number(value: Any) -> str | None:
 
 
 async def test_clv_is_fitted_by_the_job_stored_read_by_gets_and_near_the_truth(
-    db_conninfo: str, make_api: ApiFactory, make_sandbox: SandboxFactory, store: StoreGenerator,
+    db_conninfo: str,
+    make_api: ApiFactory,
+    make_sandbox: SandboxFactory,
+    store: StoreGenerator,
     tmp_path: Path,
 ) -> None:
     historic = _load_orders(db_conninfo, store)
@@ -180,7 +183,9 @@ async def test_clv_is_fitted_by_the_job_stored_read_by_gets_and_near_the_truth(
         )
         when = pa["expected_date_of_next_order"]
         zone = ZoneInfo(page["timezone"])  # the API's store zone dates it
-        expected = datetime.fromisoformat(when).astimezone(zone).date().isoformat() if when else None
+        expected = (
+            datetime.fromisoformat(when).astimezone(zone).date().isoformat() if when else None
+        )
         assert theirs["expected_next_order"] == expected, pid
     # Summed over the same customers: Klaviyo's and ours.
     assert all(ours[p]["klaviyo"]["predicted_clv"] is None for p in missing)

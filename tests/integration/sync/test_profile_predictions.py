@@ -108,7 +108,5 @@ async def test_stored_predictions_equal_the_sandboxs_and_are_refreshed_once_a_we
     assert third.status == "succeeded" and third.fetched == total
     assert _stored(db_conninfo) == {pid: _expected(pa) for pid, pa in now.items()}
     with psycopg.connect(db_conninfo) as conn:
-        (state,) = conn.execute(
-            "SELECT state FROM sync_state WHERE stream = 'profiles'"
-        ).fetchone()  # type: ignore[misc]
+        (state,) = conn.execute("SELECT state FROM sync_state WHERE stream = 'profiles'").fetchone()  # type: ignore[misc]
     assert "predictions_pass" not in state and state["predictions_read_at"]
