@@ -570,18 +570,20 @@ class ClvTotals:
     klaviyo: KlaviyoComparison
 
 
+# One scan of the profiles with a Klaviyo prediction, joined to the model's customers: the
+# sums over the customers that both predict for, and over every such profile.
 _COMPARISON = (
-    "SELECT count(*) AS n, coalesce(sum(k.predicted_clv), 0) AS k_clv,"
+    "SELECT count(c.profile_id) AS n,"
+    " coalesce(sum(k.predicted_clv) FILTER (WHERE c.profile_id IS NOT NULL), 0) AS k_clv,"
     " coalesce(sum(c.predicted_clv), 0) AS clv,"
-    " coalesce(sum(k.predicted_number_of_orders), 0) AS k_orders,"
+    " coalesce(sum(k.predicted_number_of_orders) FILTER (WHERE c.profile_id IS NOT NULL), 0)"
+    "  AS k_orders,"
     " coalesce(sum(c.predicted_orders), 0) AS orders,"
-    " coalesce(sum(k.historic_clv), 0) AS k_historic"
-    " FROM customer_clv c JOIN klaviyo_profiles k ON k.id = c.profile_id"
-    " WHERE c.model_id = %(model)s AND k.predicted_clv IS NOT NULL"
-)
-_KLAVIYO_ALL = (
-    "SELECT count(*) AS n, coalesce(sum(predicted_clv), 0) AS k_clv FROM klaviyo_profiles"
-    " WHERE predicted_clv IS NOT NULL"
+    " coalesce(sum(k.historic_clv) FILTER (WHERE c.profile_id IS NOT NULL), 0) AS k_historic,"
+    " count(*) AS profiles, coalesce(sum(k.predicted_clv), 0) AS profiles_clv"
+    " FROM klaviyo_profiles k"
+    " LEFT JOIN customer_clv c ON c.profile_id = k.id AND c.model_id = %(model)s"
+    " WHERE k.predicted_clv IS NOT NULL"
 )
 
 
@@ -603,14 +605,12 @@ async def stored_totals(conn: Conn, model_id: int) -> ClvTotals:
     hist = await cur.fetchone()
     cur = await conn.execute(_COMPARISON, {"model": model_id})
     same = await cur.fetchone()
-    cur = await conn.execute(_KLAVIYO_ALL)
-    every = await cur.fetchone()
-    assert same is not None and every is not None
+    assert same is not None  # an aggregate always answers one row
     klaviyo = KlaviyoComparison(
         customers=int(same["n"]), predicted_clv=Decimal(same["k_clv"]),
         predicted_clv_ours=Decimal(same["clv"]), predicted_orders=Decimal(same["k_orders"]),
         predicted_orders_ours=Decimal(same["orders"]), historic_clv=Decimal(same["k_historic"]),
-        profiles=int(every["n"]), profiles_predicted_clv=Decimal(every["k_clv"]),
+        profiles=int(same["profiles"]), profiles_predicted_clv=Decimal(same["profiles_clv"]),
     )  # fmt: skip
     edges = (0, *BUCKETS)
     distribution = [
