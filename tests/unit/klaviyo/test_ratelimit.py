@@ -157,3 +157,27 @@ def test_the_rate_limit_table_matches_the_spec() -> None:
     found[PREDICTIVE_PROFILES] = RateLimit(int(burst[1]), int(steady[1]))
     assert found == dict(RATE_LIMITS)
     assert RATE_LIMITS[PREDICTIVE_PROFILES] != RATE_LIMITS["get_profiles"]
+
+
+async def test_profiles_with_predictions_wait_on_their_own_lower_limit() -> None:
+    time = FakeTime()
+    sent: list[tuple[float, str | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append((time.now, request.url.params.get("additional-fields[profile]")))
+        return jsonapi(page_body([]))
+
+    limiter = RateLimiter(RATE_LIMITS, clock=time.clock, sleep=time.sleep, margin_s=0)
+    async with make_client(handler, time, limiter=limiter) as client:
+
+        async def list_profiles(predictive: bool) -> None:
+            async for _ in client.iter_profiles(predictive_analytics=predictive):
+                pass
+
+        await asyncio.gather(*(list_profiles(True) for _ in range(12)))
+        await asyncio.gather(*(list_profiles(False) for _ in range(12)))
+    asked = [t for t, extra in sent if extra == "predictive_analytics"]
+    plain = [t for t, extra in sent if extra is None]
+    # 10/s with predictive analytics; the plain listing (75/s) is not held up by them.
+    assert sorted(asked) == [0] * 10 + [1, 1]
+    assert len(plain) == 12 and len(set(plain)) == 1

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from klaviyo_analytics.klaviyo import Event, Page
+from klaviyo_analytics.klaviyo import Event, Page, Profile
 from tests.unit.klaviyo.helpers import BASE, Recorder, event, jsonapi, make_client, page_body
 
 METRIC = {
@@ -227,3 +227,25 @@ async def test_get_segment_asks_for_the_profile_count() -> None:
         result = await client.get_segment("S1")
     assert result.profile_count == 42
     assert recorder.requests[0].url.params["additional-fields[segment]"] == "profile_count"
+
+
+def test_predictive_analytics_are_exact_absent_values_none_and_a_bad_churn_refused() -> None:
+    base: dict[str, Any] = {"type": "profile", "id": "p1", "attributes": {"email": "a@example.com"}}
+    assert Profile.from_resource(base).predictive_analytics is None
+    given = {
+        "historic_clv": 93.87, "predicted_clv": 27.24, "total_clv": 121.11,
+        "historic_number_of_orders": 2, "predicted_number_of_orders": 0.54,
+        "average_days_between_orders": None, "average_order_value": 46.94,
+        "churn_probability": 0.89, "expected_date_of_next_order": "2022-11-08T00:00:00+00:00",
+        "ranked_channel_affinity": ["email"],
+    }  # fmt: skip
+    attrs: dict[str, Any] = {"email": "a@example.com", "predictive_analytics": given}
+    pa = Profile.from_resource({**base, "attributes": attrs}).predictive_analytics
+    assert pa is not None
+    assert pa.predicted_clv == Decimal("27.24") and pa.total_clv == Decimal("121.11")
+    assert pa.average_days_between_orders is None  # not 0
+    assert pa.expected_date_of_next_order is not None
+    assert pa.expected_date_of_next_order.isoformat() == "2022-11-08T00:00:00+00:00"
+    bad = {**attrs, "predictive_analytics": {**given, "churn_probability": 1.5}}
+    with pytest.raises(ValueError, match="churn_probability"):
+        Profile.from_resource({**base, "attributes": bad})
