@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     sync_concurrency: int = Field(default=16, ge=1, le=64)
     sync_backfill_days: int = Field(default=365, ge=1, le=3650)
     archive_raw_responses: bool = Field(default=False)
+    profile_predictions: bool = Field(default=True)
     schedules: dict[str, str] = Field(default_factory=dict)
     scheduler_timezone: str = Field(default="UTC")
     account_timezone: str | None = Field(default=None)

@@ -125,6 +125,7 @@ def sync_options(settings: Settings) -> SyncOptions:
         default_backfill_days=settings.sync_backfill_days,
         archive_raw=settings.archive_raw_responses,
         timezone=settings.account_timezone,
+        profile_predictions=settings.profile_predictions,
     )
 
 

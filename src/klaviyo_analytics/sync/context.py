@@ -32,6 +32,8 @@ class SyncOptions:
     default_backfill_days: int = 365
     archive_raw: bool = False
     timezone: str | None = None
+    # Ask Klaviyo for each profile's predictive analytics (a slower rate limit: 150 a minute).
+    profile_predictions: bool = True
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,8 @@ PREDICTIONS_REFRESH = timedelta(days=7)
 
 
 async def sync_profiles(ctx: StreamContext, args: RunArgs) -> None:
-    """Copy profiles updated since the last run, with Klaviyo's predictive analytics.
+    """Copy profiles updated since the last run, with Klaviyo's predictive analytics
+    (unless `PROFILE_PREDICTIONS` is off: then they are not asked for, and stored as NULL).
 
     Profiles come sorted by `updated`, so every stored page moves the cursor to the newest
     `updated` stored: a run that stops part-way resumes after its last page, not from the start.
@@ -90,13 +91,17 @@ async def sync_profiles(ctx: StreamContext, args: RunArgs) -> None:
     cursor = parse(saved.cursor_value) if saved and saved.cursor_value and not args.full else None
     read_at = meta.get("predictions_read_at")
     sweep: dict[str, Any] | None = meta.get("predictions_pass")
-    due = read_at is None or started - parse(read_at) >= PREDICTIONS_REFRESH
-    if args.full or (sweep is None and due):
+    predictions = ctx.options.profile_predictions
+    due = predictions and (read_at is None or started - parse(read_at) >= PREDICTIONS_REFRESH)
+    if not predictions:
+        sweep = None
+    elif args.full or (sweep is None and due):
         sweep = {"started": iso(started), "cursor": None}
     reached = sweep["cursor"] if sweep is not None else (iso(cursor) if cursor else None)
     after = parse(reached) - timedelta(seconds=1) if reached else None
     newest = cursor
-    async for page in ctx.client.iter_profiles(updated_after=after):
+    pages = ctx.client.iter_profiles(updated_after=after, predictive_analytics=predictions)
+    async for page in pages:
         records = [mapping.profile(p) for p in page.records]
         seen = [r.updated for r in records if r.updated is not None]
         if seen:
@@ -109,8 +114,8 @@ async def sync_profiles(ctx: StreamContext, args: RunArgs) -> None:
         state = StreamState("profiles", "", iso(newest) if newest else None, meta)
         await ctx.write("klaviyo_profiles", repo, records, page, state=state)
     if sweep is not None:
-        meta = {k: v for k, v in meta.items() if k != "predictions_pass"}
         meta["predictions_read_at"] = sweep["started"]
+    meta.pop("predictions_pass", None)
     final = StreamState("profiles", "", iso(newest) if newest else None, meta)
     await ctx.db.run(lambda c: _state.upsert(c, final))
 

@@ -4,6 +4,7 @@ and are re-read in full once they may be a week old (they change without `update
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -110,3 +111,25 @@ async def test_stored_predictions_equal_the_sandboxs_and_are_refreshed_once_a_we
     with psycopg.connect(db_conninfo) as conn:
         (state,) = conn.execute("SELECT state FROM sync_state WHERE stream = 'profiles'").fetchone()  # type: ignore[misc]
     assert "predictions_pass" not in state and state["predictions_read_at"]
+
+
+async def test_with_profile_predictions_off_profiles_sync_without_them_and_store_null(
+    db_conninfo: str, make_sandbox: SandboxFactory
+) -> None:
+    server = make_sandbox()
+    total = server.generator.options.profiles
+    async with sync_service(db_conninfo, server) as service:
+        service.options = replace(service.options, profile_predictions=False)
+        off = await service.run("profiles")
+    assert off.status == "succeeded" and off.fetched == total
+    stored = _stored(db_conninfo)
+    assert len(stored) == total
+    assert all(value is None for row in stored.values() for value in row.values())
+    with psycopg.connect(db_conninfo) as conn:
+        (state,) = conn.execute("SELECT state FROM sync_state WHERE stream = 'profiles'").fetchone()  # type: ignore[misc]
+    # No pass was made, so turning the setting on later starts one at once.
+    assert "predictions_read_at" not in state and "predictions_pass" not in state
+    async with sync_service(db_conninfo, server) as service:
+        on = await service.run("profiles")
+    assert on.status == "succeeded" and on.fetched == total
+    assert _stored(db_conninfo) == {pid: _expected(pa) for pid, pa in _klaviyo(server).items()}
