@@ -8,6 +8,7 @@ It belongs to the suite's TimescaleDB pass and skips, saying why, anywhere else.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -129,6 +130,14 @@ def test_point_in_time_recovery_of_timescaledb_keeps_hypertables_compression_and
         "BACKUP_DIR": str(timescale_server.folder / "backups"),
     }
 
+    # A login that may not change the server's settings gets the administrator's lines.
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("CREATE ROLE plain LOGIN")
+    params = dict(env, DATABASE_URL=app.replace("user=postgres", "user=plain"))
+    assert "user=plain" in params["DATABASE_URL"]
+    refused = run_cli("pitr", "setup", env=params)
+    assert refused.returncode == 1 and "ALTER SYSTEM SET archive_mode = on;" in refused.stderr
+
     # Archiving is set through our command; the administrator restarts the server.
     first = run_cli("pitr", "setup", env=env)
     assert first.returncode == 1 and "restart it, then run `backup pitr setup` again" in (
@@ -213,3 +222,14 @@ def test_point_in_time_recovery_of_timescaledb_keeps_hypertables_compression_and
         stopped = run_cli("pitr", "stop", "--target-dir", str(target), env=env)
     assert stopped.returncode == 0, stopped.stderr
     assert not (target / "postmaster.pid").exists()
+
+    # A base backup of a TimescaleDB version that is not installed here is refused up front.
+    [meta] = (timescale_server.folder / "backups" / "base").glob("*/base.json")
+    assert json.loads(meta.read_text())["timescaledb"] == "2.28.3"
+    meta.write_text(meta.read_text().replace('"2.28.3"', '"9.9.9"'))
+    other = timescale_server.folder / "other"
+    missing = run_cli(
+        "pitr", "restore", "--to", noted.isoformat(sep=" "), "--target-dir", str(other), env=env
+    )
+    assert missing.returncode == 1 and "install TimescaleDB 9.9.9" in missing.stderr
+    assert not other.exists() or not any(other.iterdir())
