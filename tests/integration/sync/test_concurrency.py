@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from klaviyo_analytics.db import maintenance
-from tests.fixtures.database import uses_timescaledb
+from tests.fixtures.database import settle_timescaledb_jobs, uses_timescaledb
 from tests.fixtures.sandbox import SMALL_STORE, SandboxFactory
 from tests.fixtures.sync import fingerprint, sandbox_stats, sync_service
 
@@ -116,6 +116,7 @@ async def test_concurrent_backfill_compression_and_full_resync_never_deadlock(
         # the maintenance command sets it, with CALL run_job (see tests/integration/db/
         # test_timescaledb.py for why not TimescaleDB's own scheduler).
         await maintenance.run_maintenance(db_conninfo, RULES)
+        settle_timescaledb_jobs(db_conninfo)  # the policy's own first run, in the background
         with psycopg.connect(db_conninfo, autocommit=True) as conn:
             row = conn.execute(
                 "SELECT job_id FROM timescaledb_information.jobs"
