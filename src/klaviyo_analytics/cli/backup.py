@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from psycopg.conninfo import conninfo_to_dict
 from rich.console import Console
 from rich.table import Table
 
-from klaviyo_analytics.backup import pitr
+from klaviyo_analytics.backup import archiving, pitr
 from klaviyo_analytics.backup.dump import create_backup
 from klaviyo_analytics.backup.errors import BackupError, RecoveryError
 from klaviyo_analytics.backup.metadata import (
@@ -30,8 +31,9 @@ from klaviyo_analytics.cli.common import fail_cleanly, load
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.databases import ensure_database
 from klaviyo_analytics.db.embedded import EmbeddedPostgres
+from klaviyo_analytics.db.pool import describe_target
 from klaviyo_analytics.errors import KlaviyoAnalyticsError
-from klaviyo_analytics.wiring import database_server
+from klaviyo_analytics.wiring import database_server, external_conninfo
 
 logger = logging.getLogger(__name__)
 console = Console()
@@ -226,25 +228,40 @@ def rotate_command(
 
 @pitr_app.command("setup")
 def pitr_setup_command() -> None:
-    """Turn on WAL archiving into BACKUP_DIR/wal/ and take a base backup."""
+    """Turn on WAL archiving into BACKUP_DIR/wal/ and take a base backup.
+
+    A server we do not run is set with ALTER SYSTEM when our login may; its administrator then
+    restarts it, and this command is run again.
+    """
     settings = load()
-    wal_dir = pitr.wal_dir_of(settings.backup_path)
+    wal_dir = archiving.wal_dir_of(settings.backup_path)
     with fail_cleanly():
         if settings.uses_embedded_database:
             with EmbeddedPostgres(settings.embedded_data_dir) as server:
                 ensure_database(server.conninfo("postgres"), settings.db_name)
-                if pitr.enable_embedded_archiving(server, wal_dir):
+                if archiving.enable_embedded_archiving(server, wal_dir):
                     console.print("embedded server restarted with WAL archiving on")
                 base = pitr.take_base_backup(
                     conninfo=server.conninfo(settings.db_name), backup_dir=settings.backup_path
                 )
         else:
             with database_server(settings) as conninfo:
-                if not pitr.archiving_enabled(conninfo):
-                    raise RecoveryError(pitr.external_setup_instructions(wal_dir))
+                setup = archiving.enable_server_archiving(conninfo, wal_dir)
+                if setup.restart_needed:
+                    raise RecoveryError(
+                        f"WAL archiving into {wal_dir} is set on {describe_target(conninfo)} "
+                        "(ALTER SYSTEM); archive_mode takes effect when the server starts: "
+                        "restart it, then run `backup pitr setup` again"
+                    )
+                segment = archiving.check_archive(conninfo, wal_dir)
+                console.print(f"the server archives WAL into {wal_dir} (up to {segment})")
                 base = pitr.take_base_backup(conninfo=conninfo, backup_dir=settings.backup_path)
         console.print(f"WAL archive: {wal_dir}")
         console.print(f"base backup: [bold]{base.path}[/bold]", highlight=False)
+        if base.timescaledb:
+            console.print(
+                f"TimescaleDB {base.timescaledb}: a recovery needs the same version installed"
+            )
 
 
 @pitr_app.command("restore")
@@ -276,7 +293,9 @@ def pitr_restore_command(
             highlight=False,
         )
         console.print(
-            f'connect: psql "{server.conninfo(settings.db_name)}"', highlight=False, soft_wrap=True
+            f'connect: psql "{server.conninfo(_db_name(settings))}"',
+            highlight=False,
+            soft_wrap=True,
         )
         if port:
             console.print(f"     or: psql -h localhost -p {port} -U {server.user}", soft_wrap=True)
@@ -298,12 +317,19 @@ def pitr_stop_command(
         console.print(f"stopped the server in {target_dir}")
 
 
+def _db_name(settings: Settings) -> str:
+    """Return the application database's name (DATABASE_URL's own, when it names one)."""
+    if settings.uses_embedded_database:
+        return settings.db_name
+    return str(conninfo_to_dict(external_conninfo(settings)).get("dbname") or settings.db_name)
+
+
 def _switch_live_wal(settings: Settings) -> None:
     # Best effort: without it, the newest WAL (up to archive_timeout old) may not be archived.
     try:
         with database_server(settings) as conninfo:
-            if pitr.archiving_enabled(conninfo):
-                segment = pitr.switch_wal(conninfo)
+            if archiving.archiving_enabled(conninfo):
+                segment = archiving.switch_wal(conninfo)
                 console.print(f"archived the live server's WAL up to {segment}")
     except KlaviyoAnalyticsError as exc:
         logger.warning("could not archive the live server's current WAL: %s", exc)

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from klaviyo_analytics.backup import pitr
+from klaviyo_analytics.backup import archiving, pitr
 from klaviyo_analytics.backup.errors import RecoveryError
 from klaviyo_analytics.db.embedded import EmbeddedPostgres
 
@@ -26,10 +26,12 @@ def test_recovery_to_a_noted_time_keeps_earlier_writes_and_drops_later_ones(
 ) -> None:
     backup_dir = tmp_path / "backups"
     with EmbeddedPostgres(tmp_path / "live") as server:
-        assert pitr.enable_embedded_archiving(server, pitr.wal_dir_of(backup_dir)) is True
-        assert pitr.archiving_enabled(server.conninfo())
+        assert archiving.enable_embedded_archiving(server, archiving.wal_dir_of(backup_dir)) is True
+        assert archiving.archiving_enabled(server.conninfo())
         # A second setup finds archiving on and needs no restart.
-        assert pitr.enable_embedded_archiving(server, pitr.wal_dir_of(backup_dir)) is False
+        assert (
+            archiving.enable_embedded_archiving(server, archiving.wal_dir_of(backup_dir)) is False
+        )
         with psycopg.connect(server.conninfo(), autocommit=True) as conn:
             conn.execute("CREATE DATABASE app")
         app = server.conninfo("app")
@@ -45,10 +47,10 @@ def test_recovery_to_a_noted_time_keeps_earlier_writes_and_drops_later_ones(
             noted: datetime = row[0]
             time.sleep(0.05)
             conn.execute("INSERT INTO marks VALUES ('B')")
-        segment = pitr.switch_wal(server.conninfo())
-        assert (pitr.wal_dir_of(backup_dir) / segment).is_file()
+        segment = archiving.switch_wal(server.conninfo())
+        assert (archiving.wal_dir_of(backup_dir) / segment).is_file()
         # The archive and the base backup hold every row: closed to other users.
-        for path in [pitr.wal_dir_of(backup_dir), *pitr.wal_dir_of(backup_dir).iterdir()]:
+        for path in [archiving.wal_dir_of(backup_dir), *archiving.wal_dir_of(backup_dir).iterdir()]:
             assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
         for path in [base.path, *base.path.iterdir()]:
             assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path

@@ -15,7 +15,7 @@ import psycopg
 from klaviyo_analytics.backup.dump import create_backup
 from klaviyo_analytics.backup.restore import restore_backup
 from klaviyo_analytics.db import maintenance
-from tests.fixtures.database import PgServer, require_timescaledb
+from tests.fixtures.database import PgServer, require_timescaledb, settle_timescaledb_jobs
 from tests.integration.backup.helpers import fingerprints, seed
 
 RULES = maintenance.retention_rules(
@@ -45,6 +45,7 @@ def test_compressed_hypertables_and_policies_survive_backup_verify_and_restore(
     require_timescaledb(db_conninfo)
     seed(db_conninfo, events=3000)  # about three weeks: several 7-day chunks
     asyncio.run(maintenance.run_maintenance(db_conninfo, RULES))
+    settle_timescaledb_jobs(db_conninfo)
     with psycopg.connect(db_conninfo, autocommit=True) as conn:
         conn.execute(
             "SELECT compress_chunk(c, if_not_compressed => true) FROM show_chunks('klaviyo_events', older_than => %s::timestamptz) c",

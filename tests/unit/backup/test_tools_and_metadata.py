@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from klaviyo_analytics.backup import pitr
+from klaviyo_analytics.backup import archiving
 from klaviyo_analytics.backup.errors import BackupError, ToolNotFoundError
 from klaviyo_analytics.backup.metadata import (
     backup_stats,
@@ -86,9 +86,9 @@ def test_counters_accumulate_in_the_status_file(tmp_path: Path) -> None:
 
 
 def test_archive_command_quotes_paths_and_never_overwrites(tmp_path: Path) -> None:
-    settings = pitr.archive_settings(Path("/srv/it's backups/wal"))
+    settings = archiving.archive_settings(Path("/srv/it's backups/wal"))
     assert settings["archive_mode"] == "on"
     command = settings["archive_command"]
     assert command.startswith("'test ! -f ") and "''" in command  # config-quoted quote
     assert "mv " in command and "%p" in command
-    assert "ALTER SYSTEM SET archive_mode = on;" in pitr.external_setup_instructions(tmp_path)
+    assert "ALTER SYSTEM SET archive_mode = on;" in archiving.external_setup_instructions(tmp_path)

@@ -50,12 +50,16 @@ class Repository(Generic[R]):
         *,
         touched: str | None = "synced_at",
         skip_unchanged: bool = False,
+        merge_order: Sequence[tuple[str, bool]] = (),
     ) -> None:
         """Describe the table; `touched` names the column set to now() when a row changes.
 
         `skip_unchanged=True` leaves staged rows equal to the stored ones out of the batch
         upsert altogether, so that they do not even reach ON CONFLICT: TimescaleDB decompresses
         the compressed batches an ON CONFLICT check touches, changed or not.
+        `merge_order` lists (column, descending) pairs the batch upsert writes rows in, so that
+        concurrent batches lock what they touch in one order.
+        Raises ValueError naming key or order columns the record does not have.
         """
         if not dataclasses.is_dataclass(record):
             raise TypeError(f"{record!r} is not a dataclass")
@@ -65,9 +69,15 @@ class Repository(Generic[R]):
         self.key: tuple[str, ...] = tuple(key)
         self.touched = touched
         self.skip_unchanged = skip_unchanged
+        self.merge_order = tuple(merge_order)
         missing = set(self.key) - set(self.columns)
         if missing:
             raise ValueError(f"key columns {sorted(missing)} are not fields of {record.__name__}")
+        unordered = {c for c, _ in self.merge_order} - set(self.columns)
+        if unordered:
+            raise ValueError(
+                f"order columns {sorted(unordered)} are not fields of {record.__name__}"
+            )
         self._ident = sql.Identifier(table)
         self._stage = sql.Identifier(f"_stage_{table}")
 
@@ -159,11 +169,14 @@ class Repository(Generic[R]):
                 await copy.write_row(self._values(record))
         await self.before_merge(conn, self._stage)
         cur = await conn.execute(
-            sql.SQL("INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} {where} {conflict}").format(
+            sql.SQL(
+                "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} {where} {order} {conflict}"
+            ).format(
                 t=self._ident,
                 cols=self._cols(),
                 s=self._stage,
                 where=self._unchanged_filter(),
+                order=self._merge_order(),
                 conflict=self._on_conflict(),
             )
         )
@@ -233,6 +246,16 @@ class Repository(Generic[R]):
 
     def _key_match(self) -> sql.Composed:
         return sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in self.key)
+
+    def _merge_order(self) -> sql.Composable:
+        if not self.merge_order:
+            return sql.SQL("")
+        return sql.SQL("ORDER BY {}").format(
+            sql.SQL(", ").join(
+                sql.SQL("{} DESC" if descending else "{}").format(sql.Identifier(c))
+                for c, descending in self.merge_order
+            )
+        )
 
     def _unchanged_filter(self) -> sql.Composable:
         if not self.skip_unchanged:

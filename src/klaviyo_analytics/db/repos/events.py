@@ -44,30 +44,41 @@ class EventRepository(Repository[Event]):
         """`references_ensured=True` is for a caller that runs `ensure_references` for every
         batch before writing it (as the sync does): the batch upsert then skips creating stubs,
         which would find nothing left to create."""
-        super().__init__("klaviyo_events", Event, ("id", "timestamp"), skip_unchanged=True)
+        # Rows are merged in TimescaleDB's compressed order (segment, then time descending): a
+        # write into a compressed chunk decompresses each batch it touches and holds it to
+        # commit, so concurrent writers must take batches in one order or they deadlock.
+        super().__init__(
+            "klaviyo_events",
+            Event,
+            ("id", "timestamp"),
+            skip_unchanged=True,
+            merge_order=(("metric_id", False), ("timestamp", True), ("id", False)),
+        )
         self._references_ensured = references_ensured
 
     async def before_merge(self, conn: Conn, stage: sql.Identifier) -> None:
         """Create stub rows for unknown profiles and metrics the staged events name.
 
         Ids are inserted in sorted order so that concurrent batches naming the same profiles
-        lock them in the same order and cannot deadlock.
+        lock them in the same order and cannot deadlock; metrics come first (see
+        `ensure_references`).
         """
         if self._references_ensured:
             return
         staged = await self.staged_range(conn)
         if staged is not None:
             await self.ensure_partitions(conn, staged.start, staged.end)
-        await conn.execute(
-            sql.SQL(
-                "INSERT INTO klaviyo_profiles (id, is_stub) SELECT DISTINCT profile_id, true"
-                " FROM {s} WHERE profile_id IS NOT NULL ORDER BY 1 ON CONFLICT (id) DO NOTHING"
-            ).format(s=stage)
-        )
+        # Metrics before profiles: the order in which partition creation locks them.
         await conn.execute(
             sql.SQL(
                 "INSERT INTO klaviyo_metrics (id, name) SELECT DISTINCT metric_id, metric_id"
                 " FROM {s} ORDER BY 1 ON CONFLICT (id) DO NOTHING"
+            ).format(s=stage)
+        )
+        await conn.execute(
+            sql.SQL(
+                "INSERT INTO klaviyo_profiles (id, is_stub) SELECT DISTINCT profile_id, true"
+                " FROM {s} WHERE profile_id IS NOT NULL ORDER BY 1 ON CONFLICT (id) DO NOTHING"
             ).format(s=stage)
         )
 
@@ -75,9 +86,9 @@ class EventRepository(Repository[Event]):
         """Create the partitions (or TimescaleDB chunks) that [start, end] needs; return how many.
 
         Run in a short transaction of its own before the events are written: creating one adds
-        foreign keys, which lock klaviyo_metrics and klaviyo_profiles, and a writer holding
-        locks there meanwhile would deadlock with it. Concurrent callers serialise only when
-        something is missing (see migration 0014).
+        foreign keys, which lock klaviyo_metrics and klaviyo_profiles (in that order, taken up
+        front), and a long writer holding locks there meanwhile would deadlock with it.
+        Concurrent callers serialise only when something is missing (migrations 0014, 0017).
         """
         cur = await conn.execute(
             "SELECT ka_ensure_partitions('klaviyo_events', %s, %s) AS n", (start, end)
@@ -93,17 +104,19 @@ class EventRepository(Repository[Event]):
         """
         profiles = sorted({e.profile_id for e in events if e.profile_id is not None})
         metrics = sorted({e.metric_id for e in events})
-        await conn.execute(
-            "INSERT INTO klaviyo_profiles (id, is_stub) SELECT p, true FROM unnest(%s::text[]) AS p"
-            " WHERE NOT EXISTS (SELECT 1 FROM klaviyo_profiles WHERE id = p)"
-            " ORDER BY 1 ON CONFLICT (id) DO NOTHING",
-            (profiles,),
-        )
+        # Metrics before profiles, the order in which partition creation locks the two tables
+        # (see migration 0017): an INSERT locks its table even when it inserts nothing.
         await conn.execute(
             "INSERT INTO klaviyo_metrics (id, name) SELECT m, m FROM unnest(%s::text[]) AS m"
             " WHERE NOT EXISTS (SELECT 1 FROM klaviyo_metrics WHERE id = m)"
             " ORDER BY 1 ON CONFLICT (id) DO NOTHING",
             (metrics,),
+        )
+        await conn.execute(
+            "INSERT INTO klaviyo_profiles (id, is_stub) SELECT p, true FROM unnest(%s::text[]) AS p"
+            " WHERE NOT EXISTS (SELECT 1 FROM klaviyo_profiles WHERE id = p)"
+            " ORDER BY 1 ON CONFLICT (id) DO NOTHING",
+            (profiles,),
         )
 
     async def staged_range(self, conn: Conn) -> TimeRange | None:
