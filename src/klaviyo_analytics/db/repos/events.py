@@ -88,7 +88,7 @@ class EventRepository(Repository[Event]):
         Run in a short transaction of its own before the events are written: creating one adds
         foreign keys, which lock klaviyo_metrics and klaviyo_profiles (in that order, taken up
         front), and a long writer holding locks there meanwhile would deadlock with it.
-        Concurrent callers serialise only when something is missing (migrations 0014, 0017).
+        Concurrent callers serialise only when something is missing (migrations 0014, 0019).
         """
         cur = await conn.execute(
             "SELECT ka_ensure_partitions('klaviyo_events', %s, %s) AS n", (start, end)
@@ -105,7 +105,7 @@ class EventRepository(Repository[Event]):
         profiles = sorted({e.profile_id for e in events if e.profile_id is not None})
         metrics = sorted({e.metric_id for e in events})
         # Metrics before profiles, the order in which partition creation locks the two tables
-        # (see migration 0017): an INSERT locks its table even when it inserts nothing.
+        # (see migration 0019): an INSERT locks its table even when it inserts nothing.
         await conn.execute(
             "INSERT INTO klaviyo_metrics (id, name) SELECT m, m FROM unnest(%s::text[]) AS m"
             " WHERE NOT EXISTS (SELECT 1 FROM klaviyo_metrics WHERE id = m)"
