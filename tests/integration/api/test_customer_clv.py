@@ -28,13 +28,11 @@ from klaviyo_analytics.klaviyo import KlaviyoClient
 from klaviyo_analytics.sandbox import catalog as c
 from klaviyo_analytics.sandbox.config import StoreOptions
 from klaviyo_analytics.sandbox.generator import StoreGenerator
-from klaviyo_analytics.sandbox.server import SandboxServer
 from klaviyo_analytics.sync.runner import DataSyncService
 from klaviyo_analytics.sync.scheduler import Scheduler
-from tests.fixtures.sandbox import SandboxFactory
+from tests.fixtures.sandbox import SandboxFactory, served_predictions
 from tests.fixtures.sync import sync_service
 from tests.integration.api.conftest import ApiFactory, api_settings
-from tests.integration.sandbox.conftest import client_for
 
 TZ = "America/New_York"
 OPTIONS = StoreOptions(seed=19, profiles=6_000, days=365, campaigns=0, flows=0)
@@ -84,20 +82,6 @@ class _Recorded:
         return await self.workers(fn, *args, **kwargs)
 
 
-def _klaviyo_predictions(server: SandboxServer) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    params: dict[str, str] | None = {
-        "additional-fields[profile]": "predictive_analytics", "page[size]": "100",
-    }  # fmt: skip
-    url: str | None = "/api/profiles"
-    with client_for(server) as http:
-        while url:
-            page = json.loads(http.get(url, params=params).content, parse_float=Decimal)
-            out.update({d["id"]: d["attributes"]["predictive_analytics"] for d in page["data"]})
-            url, params = page["links"].get("next"), None
-    return out
-
-
 def _number(value: Any) -> str | None:
     return None if value is None else str(Decimal(value).normalize())
 
@@ -119,7 +103,7 @@ async def test_clv_is_fitted_by_the_job_stored_read_by_gets_and_near_the_truth(
 
     # The profiles stream brings Klaviyo's own predictions (the sandbox of the same store).
     server = make_sandbox(store=OPTIONS)
-    klaviyo = _klaviyo_predictions(server)
+    klaviyo = served_predictions(server)
     async with sync_service(db_conninfo, server) as syncs:
         synced = await syncs.run("profiles")
     assert synced.status == "succeeded" and synced.fetched == OPTIONS.profiles

@@ -3,7 +3,6 @@ and are re-read in full once they may be a week old (they change without `update
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -14,9 +13,8 @@ import psycopg
 
 from klaviyo_analytics.sandbox.server import SandboxServer
 from klaviyo_analytics.sync.streams import PREDICTIONS_REFRESH
-from tests.fixtures.sandbox import SandboxFactory
+from tests.fixtures.sandbox import SandboxFactory, served_predictions
 from tests.fixtures.sync import sync_service
-from tests.integration.sandbox.conftest import client_for
 
 FIELDS = (
     "historic_clv", "predicted_clv", "total_clv", "historic_number_of_orders",
@@ -24,22 +22,6 @@ FIELDS = (
     "churn_probability",
 )  # fmt: skip
 DAY_S = 86_400
-
-
-def _klaviyo(server: SandboxServer) -> dict[str, dict[str, Any]]:
-    """Every profile's predictive analytics as the sandbox serves them now (numbers exact)."""
-    out: dict[str, dict[str, Any]] = {}
-    params: dict[str, str] | None = {
-        "additional-fields[profile]": "predictive_analytics", "page[size]": "100",
-    }  # fmt: skip
-    url: str | None = "/api/profiles"
-    with client_for(server) as api:
-        while url:
-            page = json.loads(api.get(url, params=params).content, parse_float=Decimal)
-            for doc in page["data"]:
-                out[doc["id"]] = doc["attributes"]["predictive_analytics"]
-            url, params = page["links"].get("next"), None
-    return out
 
 
 def _stored(conninfo: str) -> dict[str, dict[str, Any]]:
@@ -71,7 +53,7 @@ async def test_stored_predictions_equal_the_sandboxs_and_are_refreshed_once_a_we
     async with sync_service(db_conninfo, server) as service:
         first = await service.run("profiles")
     assert first.status == "succeeded" and first.fetched == total
-    truth = _klaviyo(server)
+    truth = served_predictions(server)
     stored = _stored(db_conninfo)
     assert stored == {pid: _expected(pa) for pid, pa in truth.items()}
     # Absent values stay NULL, never 0: one-order customers have no days between orders,
@@ -84,7 +66,7 @@ async def test_stored_predictions_equal_the_sandboxs_and_are_refreshed_once_a_we
     # Three days on, the sandbox's predictions have moved, `updated` has not: an incremental
     # run re-reads only the cursor's second and leaves the (at most a week old) values.
     _advance(server, 3 * DAY_S)
-    moved = _klaviyo(server)
+    moved = served_predictions(server)
     assert moved != truth
     async with sync_service(db_conninfo, server) as service:
         second = await service.run("profiles")
@@ -103,7 +85,7 @@ async def test_stored_predictions_equal_the_sandboxs_and_are_refreshed_once_a_we
 
     # Once the last complete read is PREDICTIONS_REFRESH old, the run re-reads every profile.
     _advance(server, PREDICTIONS_REFRESH.days * DAY_S - 3 * DAY_S)
-    now = _klaviyo(server)
+    now = served_predictions(server)
     async with sync_service(db_conninfo, server) as service:
         third = await service.run("profiles")
     assert third.status == "succeeded" and third.fetched == total
@@ -132,4 +114,6 @@ async def test_with_profile_predictions_off_profiles_sync_without_them_and_store
     async with sync_service(db_conninfo, server) as service:
         on = await service.run("profiles")
     assert on.status == "succeeded" and on.fetched == total
-    assert _stored(db_conninfo) == {pid: _expected(pa) for pid, pa in _klaviyo(server).items()}
+    assert _stored(db_conninfo) == {
+        pid: _expected(pa) for pid, pa in served_predictions(server).items()
+    }
