@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ import httpx
 import psycopg
 
 sys.path.insert(0, os.path.dirname(__file__))
-from scratch import scratch_database, server_label
+from scratch import scratch_database, server_label, start_sandbox
 
 from klaviyo_analytics import wiring
 from klaviyo_analytics.db.pool import Database
@@ -53,27 +52,11 @@ class WithoutPredictions(KlaviyoClient):
         return super().iter_profiles(updated_after, predictive_analytics=False)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_sandbox(profiles: int, days: int, limits: bool) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    command = [sys.executable, "-m", "klaviyo_analytics.cli", "sandbox", "--port", str(port),
-               "--profiles", str(profiles), "--days", str(days), "--api-key", API_KEY]  # fmt: skip
-    command.append("--rate-limits" if limits else "--no-rate-limits")
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            httpx.get(f"{url}/admin/stats", timeout=60).raise_for_status()
-            return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("the sandbox did not start")
+def start_store(profiles: int, days: int, limits: bool) -> tuple[subprocess.Popen[bytes], str]:
+    return start_sandbox(
+        "--profiles", str(profiles), "--days", str(days), "--api-key", API_KEY,
+        "--rate-limits" if limits else "--no-rate-limits", wait_s=240,
+    )  # fmt: skip
 
 
 def page_bytes(url: str, predictive: bool) -> int:
@@ -123,7 +106,7 @@ def main() -> None:
     sizes: dict[bool, int] = {}
     with scratch_database("bench_predictions") as conninfo:
         for limits in (False, True):
-            proc, url = start_sandbox(args.profiles, args.days, limits)
+            proc, url = start_store(args.profiles, args.days, limits)
             try:
                 for _ in range(1 if limits else args.repeat):
                     for predictive in (False, True):

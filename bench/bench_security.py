@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,18 +42,12 @@ from typing import Any
 import httpx
 import psycopg
 from bench_overview import TZ, load
-from scratch import scratch_database
+from scratch import free_port, scratch_database
 
 from klaviyo_analytics.api.auth import hash_token
 
 TOKEN = "ka_bench_security_token_0123456789abcdef"
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_mb(pid: int) -> float:

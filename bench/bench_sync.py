@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -54,6 +53,7 @@ from klaviyo_analytics.sync import mapping
 
 # The Airbyte install is shared with the conformance test (tests/ is not an installed package).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scratch import start_sandbox
 from tests.conformance.airbyte import install as install_airbyte
 
 API_KEY = "pk_bench_0123456789abcdef"
@@ -61,46 +61,11 @@ RATE_CEILING = 1000 * 3500 / 60
 REFRESHED = re.compile(rb"refreshed (\d+) range\(s\) of events in ([0-9.]+) s")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_sandbox(args: argparse.Namespace, end: datetime) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "klaviyo_analytics.cli",
-            "sandbox",
-            "--port",
-            str(port),
-            "--profiles",
-            str(args.profiles),
-            "--days",
-            str(args.days),
-            "--api-key",
-            API_KEY,
-            "--latency-ms",
-            str(args.latency_ms),
-            "--end",
-            end.isoformat(),
-            "--rate-limits",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            httpx.get(f"{url}/admin/stats", timeout=60).raise_for_status()
-            return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("the sandbox did not start")
+def start_store(args: argparse.Namespace, end: datetime) -> tuple[subprocess.Popen[bytes], str]:
+    return start_sandbox(
+        "--profiles", str(args.profiles), "--days", str(args.days), "--api-key", API_KEY,
+        "--latency-ms", str(args.latency_ms), "--end", end.isoformat(), "--rate-limits",
+    )  # fmt: skip
 
 
 async def sequential(url: str, seconds: float) -> tuple[float, list[list[object]]]:
@@ -324,7 +289,7 @@ def main() -> None:
     parser.add_argument("--no-airbyte", action="store_true", help="leave out (e)")
     args = parser.parse_args()
     end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    sandbox, url = start_sandbox(args, end)
+    sandbox, url = start_store(args, end)
     loads: dict[str, str] = {"start": load_average()}
     try:
         stats = httpx.get(f"{url}/admin/stats", timeout=120).json()

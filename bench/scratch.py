@@ -1,16 +1,21 @@
-"""A scratch database for a benchmark: migrated, on DATABASE_URL's server or a fresh embedded
-PostgreSQL, dropped (and the embedded server stopped) when the benchmark ends."""
+"""What the benchmarks share: a scratch database (migrated, on DATABASE_URL's server or a fresh
+embedded PostgreSQL, dropped when the benchmark ends), a free port and a sandbox process."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 from psycopg.conninfo import make_conninfo
 
 from klaviyo_analytics.db import databases
@@ -40,3 +45,29 @@ def scratch_database(prefix: str = "bench") -> Iterator[str]:
             databases.drop_database(admin, name)
             if server is not None:
                 server.stop()
+
+
+def free_port() -> int:
+    """Return a TCP port nobody listens on at 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_sandbox(*options: str, wait_s: float = 120) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `klaviyo-analytics sandbox` with `options` on a free port in its own process;
+    return it and its base URL once it answers. Exits the benchmark if it never does."""
+    port = free_port()
+    command = [sys.executable, "-m", "klaviyo_analytics.cli", "sandbox", "--port", str(port),
+               *options]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/admin/stats", timeout=60).raise_for_status()
+            return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("the sandbox did not start")
