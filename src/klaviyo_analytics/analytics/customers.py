@@ -8,6 +8,7 @@ the RFM scoring rule: docs/analytics.md.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -96,23 +97,15 @@ class Cohort:
     periods: list[CohortPeriod]
 
 
+# One row per (cohort, calendar month) from the per-customer-month fact: a customer's row of its
+# cohort month counts it in the cohort's size, every row counts it active in that month.
 _COHORTS: LiteralString = (
-    "WITH cohort AS ("
-    " SELECT profile_id, date_trunc('month', min(date))::date AS month"
-    " FROM fact_orders WHERE profile_id IS NOT NULL GROUP BY profile_id"
-    " HAVING min(date) >= %(start)s AND min(date) <= %(end)s)"
-    " SELECT c.month, date_trunc('month', o.date)::date AS period,"
-    "  count(DISTINCT o.profile_id) AS active, count(*) AS orders,"
-    "  coalesce(sum(o.value), 0) AS revenue,"
-    "  coalesce(sum(o.value) FILTER (WHERE o.channel <> 'unattributed'), 0) AS attributed"
-    " FROM cohort c JOIN fact_orders o ON o.profile_id = c.profile_id"
+    "SELECT date_trunc('month', first_order_date)::date AS cohort, month AS period,"
+    "  count(*) AS active, sum(orders) AS orders, sum(revenue) AS revenue,"
+    "  sum(attributed_revenue) AS attributed"
+    " FROM fact_customer_months"
+    " WHERE first_order_date >= %(start)s AND first_order_date <= %(end)s"
     " GROUP BY 1, 2 ORDER BY 1, 2"
-)
-_COHORT_SIZES: LiteralString = (
-    "SELECT month, count(*) AS customers FROM ("
-    " SELECT date_trunc('month', min(date))::date AS month"
-    " FROM fact_orders WHERE profile_id IS NOT NULL GROUP BY profile_id"
-    " HAVING min(date) >= %(start)s AND min(date) <= %(end)s) c GROUP BY 1"
 )
 
 
@@ -122,14 +115,14 @@ async def cohorts(conn: Conn, rng: DateRange, today: date) -> list[Cohort]:
     Each cohort has one period per calendar month from its own month through `today`'s
     (months without orders are zeros), so the heat map is a complete triangle.
     """
-    params = {"start": rng.start, "end": rng.end}
-    cur = await conn.execute(_COHORT_SIZES, params)
-    sizes = {row["month"]: int(row["customers"]) for row in await cur.fetchall()}
-    cur = await conn.execute(_COHORTS, params)
+    cur = await conn.execute(_COHORTS, {"start": rng.start, "end": rng.end})
+    sizes: dict[date, int] = {}
     cells: dict[tuple[date, int], dict[str, Any]] = {}
     last_month = today.replace(day=1)
     for row in await cur.fetchall():
-        cells[(row["month"], months_between(row["month"], row["period"]))] = row
+        if row["period"] == row["cohort"]:
+            sizes[row["cohort"]] = int(row["active"])
+        cells[(row["cohort"], months_between(row["cohort"], row["period"]))] = row
         last_month = max(last_month, row["period"])
     out = []
     for month in sorted(sizes):
@@ -156,21 +149,59 @@ async def cohorts(conn: Conn, rng: DateRange, today: date) -> list[Cohort]:
     return out
 
 
-# Scores: 1 + floor(5 * percent_rank), capped at 5; equal values get equal scores. Recency is
-# ranked descending (the most recent buyers score 5), frequency and monetary ascending.
-_SCORED: LiteralString = (
-    "WITH raw AS ("
-    " SELECT profile_id, %(as_of)s::date - max(date) AS recency_days, count(*) AS frequency,"
-    "  coalesce(sum(value), 0) AS monetary, max(date) AS last_order"
-    " FROM fact_orders WHERE profile_id IS NOT NULL AND date <= %(as_of)s GROUP BY profile_id"
-    "), scored AS ("
-    " SELECT *,"
-    "  least(5, 1 + floor(5 * percent_rank() OVER (ORDER BY recency_days DESC)))::int AS r_score,"
-    "  least(5, 1 + floor(5 * percent_rank() OVER (ORDER BY frequency)))::int AS f_score,"
-    "  least(5, 1 + floor(5 * percent_rank() OVER (ORDER BY monetary)))::int AS m_score"
-    " FROM raw"
-    "), grouped AS (SELECT *, " + _GROUP_SQL + " AS segment FROM scored)"
-)
+def _scored(name: LiteralString, as_of: LiteralString) -> LiteralString:
+    """Return CTEs ending in `name`: every customer's R, F, M, scores and group on `as_of`.
+
+    A customer's state on a day is one row of `fact_orders`: its last order dated on or before
+    the day (the one whose next order, in (date, timestamp, id) order, is later or absent),
+    which carries its order count and revenue to date. Scores are 1 + floor(5 * percent_rank),
+    capped at 5, with percent_rank = (values ranked before) / (customers - 1), so equal
+    values get equal scores; computed exactly in integers without a window over customers:
+    recency and frequency from a histogram of their few distinct values (values ranked
+    before = a running sum of counts), monetary from the four values a score changes after
+    (score >= k + 1 exactly when at least ceil(k * (n - 1) / 5) values are below it, that is
+    when it exceeds the ceil(k * (n - 1) / 5)-th smallest).
+    """
+    state: LiteralString = (
+        " SELECT profile_id, " + as_of + "::date - date AS recency_days,"
+        "  orders_to_date AS frequency, revenue_to_date AS monetary, date AS last_order"
+        " FROM fact_orders WHERE profile_id IS NOT NULL AND date <= " + as_of
+    )
+    # The k-th cut is the ceil(k * (n - 1) / 5)-th smallest monetary value (1-based).
+    cuts: LiteralString = (
+        "a[((n + 3) / 5)::int] AS m1, a[((2 * n + 2) / 5)::int] AS m2,"
+        " a[((3 * n + 1) / 5)::int] AS m3, a[((4 * n) / 5)::int] AS m4"
+    )
+    return (
+        name + "_raw AS MATERIALIZED ("
+        + state + " AND next_order_date IS NULL"
+        " UNION ALL" + state + " AND next_order_date > " + as_of
+        + "), " + name + "_r AS ("
+        " SELECT recency_days, (sum(c) OVER (ORDER BY recency_days DESC) - c)::bigint AS before,"
+        "  (sum(c) OVER ())::bigint AS n"
+        " FROM (SELECT recency_days, count(*) AS c FROM " + name + "_raw GROUP BY 1) h"
+        "), " + name + "_f AS ("
+        " SELECT frequency, (sum(c) OVER (ORDER BY frequency) - c)::bigint AS before"
+        " FROM (SELECT frequency, count(*) AS c FROM " + name + "_raw GROUP BY 1) h"
+        "), " + name + "_m AS MATERIALIZED ("
+        " SELECT " + cuts + " FROM (SELECT count(*) AS n,"
+        "  array_agg(monetary ORDER BY monetary) AS a FROM " + name + "_raw) x"
+        "), " + name + "_s AS ("
+        " SELECT x.*,"
+        "  CASE WHEN r.n < 2 THEN 1 ELSE least(5, 1 + 5 * r.before / (r.n - 1)) END::int"
+        "   AS r_score,"
+        "  CASE WHEN r.n < 2 THEN 1 ELSE least(5, 1 + 5 * f.before / (r.n - 1)) END::int"
+        "   AS f_score,"
+        "  CASE WHEN r.n < 2 THEN 1 ELSE 1 + (x.monetary > m.m1)::int + (x.monetary > m.m2)::int"
+        "   + (x.monetary > m.m3)::int + (x.monetary > m.m4)::int END AS m_score"
+        " FROM " + name + "_raw x JOIN " + name + "_r r USING (recency_days)"
+        " JOIN " + name + "_f f USING (frequency) CROSS JOIN " + name + "_m m"
+        "), " + name + " AS (SELECT *, " + _GROUP_SQL + " AS segment FROM " + name + "_s)"
+    )  # fmt: skip
+
+
+_NOW: LiteralString = _scored("cur", "%(as_of)s")
+_THEN: LiteralString = _scored("prev", "%(earlier)s")
 
 
 @dataclass(frozen=True)
@@ -209,35 +240,31 @@ class RfmSummary:
 async def rfm(conn: Conn, as_of: date) -> RfmSummary:
     """Return the groups of every customer with an order on or before `as_of`, and how many
     changed group since `as_of` - 30 days."""
-    cur = await conn.execute(
-        _SCORED + " SELECT segment, count(*) AS customers, sum(frequency) AS orders,"
-        " sum(monetary) AS revenue FROM grouped GROUP BY segment",
-        {"as_of": as_of},
-    )
-    found = {row["segment"]: row for row in await cur.fetchall()}
-    groups = [
-        RfmGroup(
-            group=name,
-            customers=int(found[name]["customers"]) if name in found else 0,
-            orders=int(found[name]["orders"]) if name in found else 0,
-            revenue=Decimal(found[name]["revenue"]) if name in found else ZERO,
-        )
-        for name in GROUPS
-    ]
     earlier = as_of - timedelta(days=MOVEMENT_DAYS)
+    # One pass: each customer's group now and 30 days earlier (None: no order by then).
     cur = await conn.execute(
-        "WITH now_g AS (" + _SCORED + " SELECT profile_id, segment FROM grouped),"
-        " then_g AS (" + _SCORED.replace("%(as_of)s", "%(earlier)s")
-        + " SELECT profile_id, segment FROM grouped)"
-        " SELECT t.segment AS from_group, n.segment AS to_group, count(*) AS customers"
-        " FROM now_g n LEFT JOIN then_g t ON t.profile_id = n.profile_id"
-        " WHERE t.segment IS DISTINCT FROM n.segment GROUP BY 1, 2",
+        "WITH " + _NOW + ", " + _THEN
+        + " SELECT c.segment AS to_group, p.segment AS from_group, count(*) AS customers,"
+        " sum(c.frequency) AS orders, sum(c.monetary) AS revenue"
+        " FROM cur c LEFT JOIN prev p ON p.profile_id = c.profile_id GROUP BY 1, 2",
         {"as_of": as_of, "earlier": earlier},
     )  # fmt: skip
-    moves = [
-        RfmMove(row["from_group"], row["to_group"], int(row["customers"]))
-        for row in await cur.fetchall()
-    ]
+    customers: dict[str, int] = defaultdict(int)
+    orders: dict[str, int] = defaultdict(int)
+    revenue: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    moves = []
+    for row in await cur.fetchall():
+        to_group, n = row["to_group"], int(row["customers"])
+        customers[to_group] += n
+        orders[to_group] += int(row["orders"])
+        revenue[to_group] += Decimal(row["revenue"])
+        if row["from_group"] != to_group:
+            moves.append(RfmMove(row["from_group"], to_group, n))
+    groups = [
+        RfmGroup(group=name, customers=customers[name], orders=orders[name],
+                 revenue=revenue[name])
+        for name in GROUPS
+    ]  # fmt: skip
     moves.sort(key=lambda m: (-m.customers, m.from_group or "", m.to_group))
     return RfmSummary(
         as_of=as_of,
@@ -271,15 +298,17 @@ async def rfm_profiles(
     """Return (total, page) of customers on `as_of`, optionally of one group, by monetary
     value (highest first, then profile id)."""
     params = {"as_of": as_of, "group": group, "limit": limit, "offset": offset}
-    where: LiteralString = " WHERE (%(group)s::text IS NULL OR segment = %(group)s::text)"
-    cur = await conn.execute(_SCORED + " SELECT count(*) AS n FROM grouped" + where, params)
-    row = await cur.fetchone()
-    total = int(row["n"]) if row else 0
     cur = await conn.execute(
-        _SCORED + " SELECT g.* FROM grouped g" + where
-        + " ORDER BY g.monetary DESC, g.profile_id LIMIT %(limit)s OFFSET %(offset)s",
+        "WITH " + _NOW + ", chosen AS (SELECT * FROM cur"
+        " WHERE %(group)s::text IS NULL OR segment = %(group)s::text),"
+        " page AS (SELECT * FROM chosen ORDER BY monetary DESC, profile_id"
+        "  LIMIT %(limit)s OFFSET %(offset)s)"
+        " SELECT (SELECT count(*) FROM chosen) AS total, g.*"
+        " FROM (SELECT 1) one LEFT JOIN page g ON true ORDER BY g.monetary DESC, g.profile_id",
         params,
     )  # fmt: skip
+    rows = await cur.fetchall()
+    total = int(rows[0]["total"]) if rows else 0
     page = [
         RfmProfile(
             profile_id=r["profile_id"],
@@ -292,6 +321,7 @@ async def rfm_profiles(
             m_score=int(r["m_score"]),
             group=r["segment"],
         )
-        for r in await cur.fetchall()
+        for r in rows
+        if r["profile_id"] is not None
     ]
     return total, page
