@@ -14,8 +14,8 @@ the history:
 * `fact_customer_months` and `fact_product_orders`: the touched profiles' rows, deleted and
   rewritten;
 * `fact_product_days`: the refreshed dates (a date's lines depend on its orders alone);
-* `fact_product_next`: the dates of the touched profiles' orders whose next order is on or
-  after the first refreshed date or changed, and the refreshed dates.
+* `fact_product_next`: the refreshed dates, the dates of the touched profiles' orders whose
+  next order changed, and of those whose next order's lines the sync rewrote (its range).
 
 `rebuild_customer_facts` recomputes everything (after `analytics rebuild` rewrote the facts
 and the order lines). Definitions and costs: docs/analytics.md.
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import date
-from typing import LiteralString
+from datetime import date, datetime
+from typing import Any, LiteralString
 
 from klaviyo_analytics.db.pool import Conn
 
@@ -43,11 +43,12 @@ CUSTOMER_FACT_TABLES: tuple[LiteralString, ...] = (
 
 # The profiles a refresh touched: those with an order on or after its first date, and those of
 # the orders it deleted (%(profiles)s).
-_TOUCHED: LiteralString = (
-    "profile_id IN (SELECT profile_id FROM fact_orders"
-    " WHERE profile_id IS NOT NULL AND date >= %(since)s"
+_TOUCHED_IDS: LiteralString = (
+    "(SELECT profile_id FROM fact_orders WHERE profile_id IS NOT NULL AND date >= %(since)s"
     " UNION SELECT unnest(%(profiles)s::text[]))"
 )
+# (The explicit IS NOT NULL lets the planner use the partial per-profile indexes.)
+_TOUCHED: LiteralString = "profile_id IS NOT NULL AND profile_id IN " + _TOUCHED_IDS
 _EVERY: LiteralString = "profile_id IS NOT NULL"
 
 _ORDER_COLUMNS: tuple[LiteralString, ...] = (
@@ -137,26 +138,37 @@ def _product_next(dates: LiteralString) -> LiteralString:
 
 _ON_DATES: LiteralString = " WHERE date = ANY(%(dates)s::date[])"
 _ON_LINE_DATES: LiteralString = " WHERE l.date = ANY(%(dates)s::date[])"
-# The touched profiles' orders whose next order is on or after the first refreshed date: the
-# lines of that next order may have changed.
+# The touched profiles' orders whose next order may have new lines: one in the range whose
+# lines the sync rewrote, else (range unknown) any on or after the first refreshed date.
 _PREDECESSOR_DATES: LiteralString = (
     "SELECT DISTINCT f.date FROM fact_orders f"
     ' JOIN fact_orders n ON n.order_id = f.next_order_id AND n."timestamp" = f.next_order_ts'
-    " WHERE f." + _TOUCHED + " AND n.date >= %(since)s"
+    " WHERE f.profile_id IN " + _TOUCHED_IDS + " AND n.date >= %(since)s"
+)
+_PREDECESSOR_DATES_IN: LiteralString = (
+    "SELECT DISTINCT date FROM fact_orders WHERE "
+    + _TOUCHED
+    + " AND next_order_ts >= %(lo)s AND next_order_ts <= %(hi)s"
 )
 
 
 async def update_customer_facts(
-    conn: Conn, *, since: date, profiles: Iterable[str], dates: Iterable[date]
+    conn: Conn,
+    *,
+    since: date,
+    profiles: Iterable[str],
+    dates: Iterable[date],
+    lines: tuple[datetime, datetime] | None = None,
 ) -> int:
     """Bring the customer and product facts up to date after a refresh of `dates`.
 
     `since` is the first refreshed date and `profiles` those of the orders the refresh
     deleted; the refresh rewrote `fact_orders` on `dates`, and the order lines of those dates
-    are current. Returns the `fact_orders` rows that changed.
+    are current. `lines` is the time range whose orders' lines were rewritten (the sync's
+    range; None: any order on the dates). Returns the `fact_orders` rows that changed.
     """
     gone = sorted(set(profiles))
-    params = {"since": since, "profiles": gone}
+    params: dict[str, Any] = {"since": since, "profiles": gone}
     cur = await conn.execute(_update_orders(_TOUCHED), params)
     changed = {row["date"] for row in await cur.fetchall()}
     await conn.execute("DELETE FROM fact_customer_months WHERE " + _TOUCHED, params)
@@ -166,7 +178,10 @@ async def update_customer_facts(
     refreshed = sorted(set(dates))
     await conn.execute("DELETE FROM fact_product_days" + _ON_DATES, {"dates": refreshed})
     await conn.execute(_product_days(_ON_DATES), {"dates": refreshed})
-    cur = await conn.execute(_PREDECESSOR_DATES, params)
+    if lines is None:
+        cur = await conn.execute(_PREDECESSOR_DATES, params)
+    else:
+        cur = await conn.execute(_PREDECESSOR_DATES_IN, {**params, "lo": lines[0], "hi": lines[1]})
     later = sorted(changed | set(refreshed) | {row["date"] for row in await cur.fetchall()})
     await conn.execute("DELETE FROM fact_product_next" + _ON_DATES, {"dates": later})
     await conn.execute(_product_next(_ON_LINE_DATES), {"dates": later})

@@ -152,6 +152,7 @@ async def refresh_facts_for_dates(
     sms_window: timedelta = SMS_TOUCH_WINDOW,
     ids: MetricIds | None = None,
     predecessors: bool = True,
+    lines: tuple[datetime, datetime] | None = None,
 ) -> int:
     """Recompute every fact table for exactly these local dates (and the dates of refunds of
     their orders); return the rows written.
@@ -161,7 +162,8 @@ async def refresh_facts_for_dates(
     `predecessors` is False (a caller that rewrites many chunks rebuilds them once at the
     end), the per-order columns and the customer and product facts are brought up to date
     for the profiles the refresh touched (`customer_facts.update_customer_facts`; the order
-    lines of the dates must be current). Raises InvalidParameterError for an unknown zone.
+    lines of the dates must be current; `lines` is the time range whose orders' lines were
+    rewritten, None for any). Raises InvalidParameterError for an unknown zone.
     """
     days = sorted(set(dates))
     if not days:
@@ -189,6 +191,7 @@ async def refresh_facts_for_dates(
             since=min(days[0], *stale) if stale else days[0],
             profiles=deleted,
             dates=set(days) | stale,
+            lines=lines,
         )
     return written
 
@@ -220,9 +223,11 @@ async def refresh_facts(
         q.LATER_FIRST_TOUCH_DATES,
         {"tz": timezone, "from": lo, "to": hi, "engagement": ids.engagement},
     )
+    # The order lines hook rewrote the lines of [lo, hi] (it runs first).
     written = await refresh_facts_for_dates(
-        conn, dates, timezone, email_window=email_window, sms_window=sms_window, ids=ids
-    )
+        conn, dates, timezone, email_window=email_window, sms_window=sms_window, ids=ids,
+        lines=(lo, hi),
+    )  # fmt: skip
     await refresh_dim_time(conn, min(dates), max(dates), country=country)
     logger.debug(
         "refreshed facts of %d dates (%s .. %s): %d rows",
