@@ -9,7 +9,7 @@ from them as `analytics rebuild` does (`rebuild_customer_facts`, timed; then VAC
 as autovacuum would), fits and stores CLV (timed), then times
 each read the endpoints make — cohorts, RFM summary, RFM profiles page, products, CLV summary
 and CLV profiles page — p50/p95 over `--runs` runs after one warm-up. The funnel reads raw
-events and is not part of this run.
+events and is not part of this run (bench_funnel.py measures it).
 """
 
 from __future__ import annotations
