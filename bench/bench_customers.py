@@ -4,10 +4,12 @@
 
 Loads the sandbox customer model's orders (campaigns and flows off) straight into
 `fact_orders` and their Ordered Product lines into `fact_order_lines` of a scratch database
-(fresh embedded PostgreSQL, or DATABASE_URL's server), fits and stores CLV (timed), then times
+(fresh embedded PostgreSQL, or DATABASE_URL's server), builds the customer and product facts
+from them as `analytics rebuild` does (`rebuild_customer_facts`, timed; then VACUUM ANALYZE,
+as autovacuum would), fits and stores CLV (timed), then times
 each read the endpoints make — cohorts, RFM summary, RFM profiles page, products, CLV summary
 and CLV profiles page — p50/p95 over `--runs` runs after one warm-up. The funnel reads raw
-events and is not part of this run.
+events and is not part of this run (bench_funnel.py measures it).
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).parent))
 from scratch import scratch_database, server_label
 
 from klaviyo_analytics.analytics import clv, customers, products
+from klaviyo_analytics.analytics.customer_facts import CUSTOMER_FACT_TABLES, rebuild_customer_facts
 from klaviyo_analytics.analytics.periods import DateRange
 from klaviyo_analytics.db.pool import Conn, Database, StatementTimeoutError
 from klaviyo_analytics.sandbox import catalog as c
@@ -75,9 +79,15 @@ def load(conninfo: str, store: StoreGenerator) -> tuple[int, int]:
                                       store.catalog.profile_id(who), p.product_id, p.sku, p.name,
                                       cents // p.price_cents, cents / 100))  # fmt: skip
                     lines += 1
-        conn.execute("ANALYZE fact_orders")
-        conn.execute("ANALYZE fact_order_lines")
     return orders, lines
+
+
+async def build_facts(conninfo: str) -> None:
+    async with Database(conninfo, min_size=1, max_size=1, statement_timeout_ms=0) as db:
+        await db.run(rebuild_customer_facts)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for table in ("fact_orders", "fact_order_lines", *CUSTOMER_FACT_TABLES):
+            conn.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(table)))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -145,6 +155,9 @@ def main() -> None:
               f" load {os.getloadavg()[0]:.1f}; {server_label()}")  # fmt: skip
         print(f"loaded {orders:,} orders and {lines:,} lines of {args.profiles:,} profiles in"
               f" {time.perf_counter() - started:.0f} s")  # fmt: skip
+        started = time.perf_counter()
+        asyncio.run(build_facts(conninfo))
+        print(f"customer and product facts built in {time.perf_counter() - started:.1f} s")
         results = asyncio.run(run(conninfo, today, args.runs))
     print("| read | p50 | p95 |")
     print("|---|---|---|")

@@ -5,8 +5,8 @@
 Builds a store the way bench_overview.py does (`--events` events over 400 days generated
 straight into `klaviyo_events`, then the aggregates and facts rebuilt), on a fresh embedded
 PostgreSQL or DATABASE_URL's server (scratch database, dropped at the end). Then, `--runs`
-times each, it times the sync's after-events hooks (`wiring.AFTER_EVENTS`: aggregates, then
-facts, in one transaction, as `refresh_dirty` runs them) over:
+times each, it times the sync's after-events hooks (`wiring.AFTER_EVENTS`: aggregates, order
+lines, then facts, in one transaction, as `refresh_dirty` runs them) over:
 
 * an hour of new events: the newest hour of the store copied one hour later with new ids,
   i.e. what an hourly incremental sync leaves to refresh (the issue's target: <= 5 s with the

@@ -27,14 +27,15 @@ from klaviyo_analytics.sync.events import EventSyncOptions
 from klaviyo_analytics.sync.runner import DataSyncService, SyncOptions, refresh_aggregates
 
 logger = logging.getLogger(__name__)
-# What runs after every event sync: the pre-aggregates, the daily facts, then the order lines
-# (product analytics) of the range.
+# What runs after every event sync: the pre-aggregates, the order lines (product analytics) of
+# the range, then the daily facts, which end with the customer and product facts of the
+# profiles touched (those read the order lines, so the lines go first).
 # Each hook is declared here once and called once per merged touched range (all of a
 # backfill's windows make one range) inside the refresh transaction, as
 # hook(conn, lo, hi, zone): it recomputes exactly what events in [lo, hi] can change and
 # bounds its own statements (chunks of dates or buckets), so its cost follows the range and
 # the profiles and messages touched. A new family of derived data adds its hook here.
-AFTER_EVENTS = (refresh_aggregates, refresh_facts, refresh_order_lines)
+AFTER_EVENTS = (refresh_aggregates, refresh_order_lines, refresh_facts)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

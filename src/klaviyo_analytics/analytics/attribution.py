@@ -47,8 +47,14 @@ FACT_TABLES: tuple[LiteralString, ...] = (
     "fact_revenue",
     "fact_engagement",
 )
+# The orders of the dates go first, and say whose they were: the customer facts of those
+# profiles are recomputed even if the orders moved to another profile or date.
+DELETE_ORDERS: LiteralString = (
+    "WITH gone AS (DELETE FROM fact_orders WHERE " + FACT_DATES + " RETURNING profile_id)"
+    " SELECT DISTINCT profile_id FROM gone WHERE profile_id IS NOT NULL"
+)
 DELETE_FACTS: tuple[LiteralString, ...] = tuple(
-    "DELETE FROM " + table + " WHERE " + FACT_DATES for table in FACT_TABLES
+    "DELETE FROM " + table + " WHERE " + FACT_DATES for table in FACT_TABLES[1:]
 )
 
 # Orders: Klaviyo's attribution when it gave one, else the last touch of the same profile: the
@@ -96,28 +102,6 @@ INSERT_ORDERS: LiteralString = (
     "  WHERE e.metric_id = ANY(%(orders)s::text[]) AND " + ON_DATES + " ) o"
     " LEFT JOIN klaviyo_campaigns c ON o.source_type = 'campaign' AND c.id = o.source_id"
     " LEFT JOIN klaviyo_flow_messages fm ON o.source_type = 'flow' AND fm.id = o.message_id"
-)
-
-# Each order's previous order of the same profile (and previous attributed order), by local
-# date, in (timestamp, order_id) order: what lets a range count distinct customers by counting
-# rows. Recomputed for every profile with an order on or after `%(since)s` (all when NULL):
-# an order written, moved or deleted there can only change the predecessors of that profile's
-# orders from then on. Only rows whose values differ are written.
-UPDATE_ORDER_PREDECESSORS: LiteralString = (
-    "UPDATE fact_orders f SET prev_order_date = s.prev_order_date,"
-    " prev_buyer_date = s.prev_buyer_date"
-    ' FROM (SELECT order_id, "timestamp", date,'
-    "  max(date) OVER w AS prev_order_date,"
-    "  max(date) FILTER (WHERE channel <> 'unattributed') OVER w AS prev_buyer_date"
-    "  FROM fact_orders"
-    "  WHERE profile_id IN (SELECT profile_id FROM fact_orders"
-    "   WHERE profile_id IS NOT NULL AND (%(since)s::date IS NULL OR date >= %(since)s))"
-    '  WINDOW w AS (PARTITION BY profile_id ORDER BY "timestamp", order_id'
-    "   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) s"
-    ' WHERE f.order_id = s.order_id AND f."timestamp" = s."timestamp"'
-    " AND (%(since)s::date IS NULL OR s.date >= %(since)s)"
-    " AND (f.prev_order_date, f.prev_buyer_date)"
-    " IS DISTINCT FROM (s.prev_order_date, s.prev_buyer_date)"
 )
 
 # Message engagement: a (message, profile) pair is unique on the day of its first event of a

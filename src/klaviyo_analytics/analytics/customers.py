@@ -8,6 +8,7 @@ the RFM scoring rule: docs/analytics.md.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -96,23 +97,15 @@ class Cohort:
     periods: list[CohortPeriod]
 
 
+# One row per (cohort, calendar month) from the per-customer-month fact: a customer's row of its
+# cohort month counts it in the cohort's size, every row counts it active in that month.
 _COHORTS: LiteralString = (
-    "WITH cohort AS ("
-    " SELECT profile_id, date_trunc('month', min(date))::date AS month"
-    " FROM fact_orders WHERE profile_id IS NOT NULL GROUP BY profile_id"
-    " HAVING min(date) >= %(start)s AND min(date) <= %(end)s)"
-    " SELECT c.month, date_trunc('month', o.date)::date AS period,"
-    "  count(DISTINCT o.profile_id) AS active, count(*) AS orders,"
-    "  coalesce(sum(o.value), 0) AS revenue,"
-    "  coalesce(sum(o.value) FILTER (WHERE o.channel <> 'unattributed'), 0) AS attributed"
-    " FROM cohort c JOIN fact_orders o ON o.profile_id = c.profile_id"
+    "SELECT date_trunc('month', first_order_date)::date AS cohort, month AS period,"
+    "  count(*) AS active, sum(orders) AS orders, sum(revenue) AS revenue,"
+    "  sum(attributed_revenue) AS attributed"
+    " FROM fact_customer_months"
+    " WHERE first_order_date >= %(start)s AND first_order_date <= %(end)s"
     " GROUP BY 1, 2 ORDER BY 1, 2"
-)
-_COHORT_SIZES: LiteralString = (
-    "SELECT month, count(*) AS customers FROM ("
-    " SELECT date_trunc('month', min(date))::date AS month"
-    " FROM fact_orders WHERE profile_id IS NOT NULL GROUP BY profile_id"
-    " HAVING min(date) >= %(start)s AND min(date) <= %(end)s) c GROUP BY 1"
 )
 
 
@@ -122,14 +115,14 @@ async def cohorts(conn: Conn, rng: DateRange, today: date) -> list[Cohort]:
     Each cohort has one period per calendar month from its own month through `today`'s
     (months without orders are zeros), so the heat map is a complete triangle.
     """
-    params = {"start": rng.start, "end": rng.end}
-    cur = await conn.execute(_COHORT_SIZES, params)
-    sizes = {row["month"]: int(row["customers"]) for row in await cur.fetchall()}
-    cur = await conn.execute(_COHORTS, params)
+    cur = await conn.execute(_COHORTS, {"start": rng.start, "end": rng.end})
+    sizes: dict[date, int] = {}
     cells: dict[tuple[date, int], dict[str, Any]] = {}
     last_month = today.replace(day=1)
     for row in await cur.fetchall():
-        cells[(row["month"], months_between(row["month"], row["period"]))] = row
+        if row["period"] == row["cohort"]:
+            sizes[row["cohort"]] = int(row["active"])
+        cells[(row["cohort"], months_between(row["cohort"], row["period"]))] = row
         last_month = max(last_month, row["period"])
     out = []
     for month in sorted(sizes):
@@ -156,21 +149,148 @@ async def cohorts(conn: Conn, rng: DateRange, today: date) -> list[Cohort]:
     return out
 
 
-# Scores: 1 + floor(5 * percent_rank), capped at 5; equal values get equal scores. Recency is
-# ranked descending (the most recent buyers score 5), frequency and monetary ascending.
-_SCORED: LiteralString = (
-    "WITH raw AS ("
-    " SELECT profile_id, %(as_of)s::date - max(date) AS recency_days, count(*) AS frequency,"
-    "  coalesce(sum(value), 0) AS monetary, max(date) AS last_order"
-    " FROM fact_orders WHERE profile_id IS NOT NULL AND date <= %(as_of)s GROUP BY profile_id"
-    "), scored AS ("
-    " SELECT *,"
-    "  least(5, 1 + floor(5 * percent_rank() OVER (ORDER BY recency_days DESC)))::int AS r_score,"
-    "  least(5, 1 + floor(5 * percent_rank() OVER (ORDER BY frequency)))::int AS f_score,"
-    "  least(5, 1 + floor(5 * percent_rank() OVER (ORDER BY monetary)))::int AS m_score"
-    " FROM raw"
-    "), grouped AS (SELECT *, " + _GROUP_SQL + " AS segment FROM scored)"
+# A customer's state on a day is one row of `fact_orders`: its last order dated on or before the
+# day (the one whose next order, in (date, timestamp, id) order, is later or absent), which
+# carries its order count and revenue to date. `st` holds the states on %(as_of)s and on
+# %(earlier)s (<= as_of): the rows dated by as_of whose next order is after earlier.
+_STATES: LiteralString = (
+    "st AS MATERIALIZED ("
+    " SELECT profile_id, date, orders_to_date AS frequency, revenue_to_date AS monetary,"
+    "  next_order_date IS NULL OR next_order_date > %(as_of)s AS is_cur,"
+    "  date <= %(earlier)s AS is_prev"
+    " FROM fact_orders WHERE profile_id IS NOT NULL AND date <= %(as_of)s"
+    "  AND next_order_date IS NULL"
+    " UNION ALL"
+    " SELECT profile_id, date, orders_to_date, revenue_to_date,"
+    "  next_order_date > %(as_of)s, date <= %(earlier)s"
+    " FROM fact_orders WHERE profile_id IS NOT NULL AND date <= %(as_of)s"
+    "  AND next_order_date > %(earlier)s)"
 )
+
+
+def _cuts(name: LiteralString) -> LiteralString:
+    """Return the CTEs that score population `name` (the `st` rows flagged is_`name`).
+
+    Scores are 1 + floor(5 * percent_rank), capped at 5, with percent_rank = (values ranked
+    before) / (customers - 1), so equal values get equal scores; computed exactly in integers
+    without a window over the customers: recency (ranked descending: an older last order
+    ranks before) and frequency from a histogram of their few distinct values (values ranked
+    before = a running sum of counts), monetary from four cut values (score >= k + 1 exactly
+    when at least ceil(k * (n - 1) / 5) values are below it, that is when it exceeds the
+    ceil(k * (n - 1) / 5)-th smallest).
+    """
+    rows: LiteralString = " FROM st WHERE is_" + name
+    return (
+        name + "_r AS ("
+        " SELECT date, (sum(c) OVER (ORDER BY date) - c)::bigint AS ahead,"
+        "  (sum(c) OVER ())::bigint AS n"
+        " FROM (SELECT date, count(*) AS c" + rows + " GROUP BY 1) h"
+        "), " + name + "_f AS ("
+        " SELECT frequency, (sum(c) OVER (ORDER BY frequency) - c)::bigint AS below"
+        " FROM (SELECT frequency, count(*) AS c" + rows + " GROUP BY 1) h"
+        # The k-th cut is the ceil(k * (n - 1) / 5)-th smallest monetary value (1-based).
+        "), " + name + "_m AS MATERIALIZED ("
+        " SELECT a[((n + 3) / 5)::int] AS m1, a[((2 * n + 2) / 5)::int] AS m2,"
+        "  a[((3 * n + 1) / 5)::int] AS m3, a[((4 * n) / 5)::int] AS m4"
+        " FROM (SELECT count(*) AS n, array_agg(monetary ORDER BY monetary) AS a" + rows + ") x)"
+    )  # fmt: skip
+
+
+def _scores(name: LiteralString) -> LiteralString:
+    """Return `name`_r, `name`_f, `name`_m: the scores of `st` row x in population `name`."""
+    r: LiteralString = name + "r"
+    one: LiteralString = "CASE WHEN " + r + ".n < 2 THEN 1 ELSE "
+    return (
+        one + "least(5, 1 + 5 * " + r + ".ahead / (" + r + ".n - 1)) END AS " + name + "_r, "
+        + one + "least(5, 1 + 5 * " + name + "f.below / (" + r + ".n - 1)) END AS " + name + "_f, "
+        + one + "1 + (x.monetary > " + name + "m.m1)::int + (x.monetary > " + name + "m.m2)::int"
+        " + (x.monetary > " + name + "m.m3)::int + (x.monetary > " + name + "m.m4)::int END"
+        " AS " + name + "_m"
+    )  # fmt: skip
+
+
+def _joins(name: LiteralString) -> LiteralString:
+    return (
+        " LEFT JOIN " + name + "_r " + name + "r ON x.is_" + name + " AND " + name + "r.date = x.date"
+        " LEFT JOIN " + name + "_f " + name + "f ON x.is_" + name
+        + " AND " + name + "f.frequency = x.frequency"
+        " CROSS JOIN " + name + "_m " + name + "m"
+    )  # fmt: skip
+
+
+def _group(name: LiteralString) -> LiteralString:
+    return (
+        "CASE WHEN is_" + name + " THEN "
+        + _GROUP_SQL.replace("r_score", name + "_r").replace("f_score", name + "_f")
+        .replace("m_score", name + "_m")
+        + " END AS " + name + "_segment"
+    )  # fmt: skip
+
+
+def _grouped(*names: LiteralString) -> LiteralString:
+    """Return `WITH ... grouped`: every state row of `st` with its group on each day in
+    `names` ("cur": as_of, "prev": earlier) where it is the customer's state then (a customer
+    without an order between the days has one row for both)."""
+    out: LiteralString = "WITH " + _STATES
+    scores: LiteralString = ""
+    joins: LiteralString = ""
+    groups: LiteralString = ""
+    for name in names:
+        out += ", " + _cuts(name)
+        scores += ", " + _scores(name)
+        joins += _joins(name)
+        groups += ", " + _group(name)
+    return (
+        out + ", scored AS (SELECT x.*" + scores + " FROM st x" + joins + ")"
+        ", grouped AS (SELECT *" + groups + " FROM scored)"
+    )
+
+
+def _m_score(name: LiteralString) -> LiteralString:
+    return (
+        "CASE WHEN is_" + name + " THEN 1 + (monetary > " + name + "m.m1)::int"
+        " + (monetary > " + name + "m.m2)::int + (monetary > " + name + "m.m3)::int"
+        " + (monetary > " + name + "m.m4)::int END"
+    )  # fmt: skip
+
+
+# The groups on as_of of every customer and its group on earlier, without scoring customer by
+# customer: state rows are first counted per cell of (last order date, orders, monetary score)
+# on each day (a customer who did not order in between is one row for both days; a recent
+# buyer's two rows are paired by profile), and only the few thousand cells are scored.
+_MOVEMENT: LiteralString = (
+    "WITH " + _STATES + ", " + _cuts("cur") + ", " + _cuts("prev")
+    + ", b AS (SELECT st.*, " + _m_score("cur") + " AS m_cur, " + _m_score("prev") + " AS m_prev"
+    " FROM st CROSS JOIN cur_m curm CROSS JOIN prev_m prevm"
+    "), cells AS ("
+    " SELECT date, frequency, m_cur, date AS p_date, frequency AS p_frequency, m_prev,"
+    "  count(*) AS customers, sum(frequency) AS orders, sum(monetary) AS revenue"
+    " FROM b WHERE is_cur AND is_prev GROUP BY 1, 2, 3, 6"
+    " UNION ALL"
+    " SELECT c.date, c.frequency, c.m_cur, p.date, p.frequency, p.m_prev,"
+    "  count(*), sum(c.frequency), sum(c.monetary)"
+    " FROM b c LEFT JOIN b p ON p.profile_id = c.profile_id AND p.is_prev AND NOT p.is_cur"
+    " WHERE c.is_cur AND NOT c.is_prev GROUP BY 1, 2, 3, 4, 5, 6"
+    "), scored AS ("
+    " SELECT x.*, true AS is_cur, x.p_date IS NOT NULL AS is_prev,"
+    "  CASE WHEN curr.n < 2 THEN 1 ELSE least(5, 1 + 5 * curr.ahead / (curr.n - 1)) END AS cur_r,"
+    "  CASE WHEN curr.n < 2 THEN 1 ELSE least(5, 1 + 5 * curf.below / (curr.n - 1)) END AS cur_f,"
+    "  CASE WHEN curr.n < 2 THEN 1 ELSE x.m_cur END AS cur_m,"
+    "  CASE WHEN prevr.n < 2 THEN 1 ELSE least(5, 1 + 5 * prevr.ahead / (prevr.n - 1)) END"
+    "   AS prev_r,"
+    "  CASE WHEN prevr.n < 2 THEN 1 ELSE least(5, 1 + 5 * prevf.below / (prevr.n - 1)) END"
+    "   AS prev_f,"
+    "  CASE WHEN prevr.n < 2 THEN 1 ELSE x.m_prev END AS prev_m"
+    " FROM cells x JOIN cur_r curr ON curr.date = x.date"
+    " JOIN cur_f curf ON curf.frequency = x.frequency"
+    " LEFT JOIN prev_r prevr ON prevr.date = x.p_date"
+    " LEFT JOIN prev_f prevf ON prevf.frequency = x.p_frequency"
+    ")"
+    " SELECT " + _group("cur").replace(" AS cur_segment", " AS to_group") + ", "
+    + _group("prev").replace(" AS prev_segment", " AS from_group")
+    + ", sum(customers) AS customers, sum(orders) AS orders, sum(revenue) AS revenue"
+    " FROM scored GROUP BY 1, 2"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -209,35 +329,26 @@ class RfmSummary:
 async def rfm(conn: Conn, as_of: date) -> RfmSummary:
     """Return the groups of every customer with an order on or before `as_of`, and how many
     changed group since `as_of` - 30 days."""
-    cur = await conn.execute(
-        _SCORED + " SELECT segment, count(*) AS customers, sum(frequency) AS orders,"
-        " sum(monetary) AS revenue FROM grouped GROUP BY segment",
-        {"as_of": as_of},
-    )
-    found = {row["segment"]: row for row in await cur.fetchall()}
-    groups = [
-        RfmGroup(
-            group=name,
-            customers=int(found[name]["customers"]) if name in found else 0,
-            orders=int(found[name]["orders"]) if name in found else 0,
-            revenue=Decimal(found[name]["revenue"]) if name in found else ZERO,
-        )
-        for name in GROUPS
-    ]
     earlier = as_of - timedelta(days=MOVEMENT_DAYS)
-    cur = await conn.execute(
-        "WITH now_g AS (" + _SCORED + " SELECT profile_id, segment FROM grouped),"
-        " then_g AS (" + _SCORED.replace("%(as_of)s", "%(earlier)s")
-        + " SELECT profile_id, segment FROM grouped)"
-        " SELECT t.segment AS from_group, n.segment AS to_group, count(*) AS customers"
-        " FROM now_g n LEFT JOIN then_g t ON t.profile_id = n.profile_id"
-        " WHERE t.segment IS DISTINCT FROM n.segment GROUP BY 1, 2",
-        {"as_of": as_of, "earlier": earlier},
-    )  # fmt: skip
-    moves = [
-        RfmMove(row["from_group"], row["to_group"], int(row["customers"]))
-        for row in await cur.fetchall()
-    ]
+    # Each customer's group now and 30 days earlier (None: no order by then).
+    cur = await conn.execute(_MOVEMENT, {"as_of": as_of, "earlier": earlier})
+    customers: dict[str, int] = defaultdict(int)
+    orders: dict[str, int] = defaultdict(int)
+    revenue: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    moved: dict[tuple[str | None, str], int] = defaultdict(int)
+    for row in await cur.fetchall():
+        to_group, n = row["to_group"], int(row["customers"])
+        customers[to_group] += n
+        orders[to_group] += int(row["orders"])
+        revenue[to_group] += Decimal(row["revenue"])
+        if row["from_group"] != to_group:
+            moved[(row["from_group"], to_group)] += n
+    groups = [
+        RfmGroup(group=name, customers=customers[name], orders=orders[name],
+                 revenue=revenue[name])
+        for name in GROUPS
+    ]  # fmt: skip
+    moves = [RfmMove(a, b, n) for (a, b), n in moved.items()]
     moves.sort(key=lambda m: (-m.customers, m.from_group or "", m.to_group))
     return RfmSummary(
         as_of=as_of,
@@ -270,16 +381,22 @@ async def rfm_profiles(
 ) -> tuple[int, list[RfmProfile]]:
     """Return (total, page) of customers on `as_of`, optionally of one group, by monetary
     value (highest first, then profile id)."""
-    params = {"as_of": as_of, "group": group, "limit": limit, "offset": offset}
-    where: LiteralString = " WHERE (%(group)s::text IS NULL OR segment = %(group)s::text)"
-    cur = await conn.execute(_SCORED + " SELECT count(*) AS n FROM grouped" + where, params)
-    row = await cur.fetchone()
-    total = int(row["n"]) if row else 0
+    # The state on as_of only: with earlier = as_of, `st` holds exactly those rows.
+    params = {"as_of": as_of, "earlier": as_of, "group": group, "limit": limit, "offset": offset}
     cur = await conn.execute(
-        _SCORED + " SELECT g.* FROM grouped g" + where
-        + " ORDER BY g.monetary DESC, g.profile_id LIMIT %(limit)s OFFSET %(offset)s",
+        _grouped("cur") + ", chosen AS ("
+        " SELECT profile_id, %(as_of)s::date - date AS recency_days, frequency, monetary,"
+        "  date AS last_order, cur_r AS r_score, cur_f AS f_score, cur_m AS m_score,"
+        "  cur_segment AS segment FROM grouped"
+        " WHERE %(group)s::text IS NULL OR cur_segment = %(group)s::text),"
+        " page AS (SELECT * FROM chosen ORDER BY monetary DESC, profile_id"
+        "  LIMIT %(limit)s OFFSET %(offset)s)"
+        " SELECT (SELECT count(*) FROM chosen) AS total, g.*"
+        " FROM (SELECT 1) one LEFT JOIN page g ON true ORDER BY g.monetary DESC, g.profile_id",
         params,
     )  # fmt: skip
+    rows = await cur.fetchall()
+    total = int(rows[0]["total"]) if rows else 0
     page = [
         RfmProfile(
             profile_id=r["profile_id"],
@@ -292,6 +409,7 @@ async def rfm_profiles(
             m_score=int(r["m_score"]),
             group=r["segment"],
         )
-        for r in await cur.fetchall()
+        for r in rows
+        if r["profile_id"] is not None
     ]
     return total, page

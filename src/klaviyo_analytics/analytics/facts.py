@@ -28,6 +28,11 @@ from psycopg import sql
 
 from klaviyo_analytics.analytics import attribution as q
 from klaviyo_analytics.analytics.calendar import refresh_dim_time
+from klaviyo_analytics.analytics.customer_facts import (
+    CUSTOMER_FACT_TABLES,
+    rebuild_customer_facts,
+    update_customer_facts,
+)
 from klaviyo_analytics.analytics.metric_names import MetricIds, metric_ids
 from klaviyo_analytics.analytics.periods import zone
 from klaviyo_analytics.db.pool import Conn
@@ -41,7 +46,6 @@ __all__ = [
     "refresh_dim_time",
     "refresh_facts",
     "refresh_facts_for_dates",
-    "update_order_predecessors",
 ]
 
 logger = logging.getLogger(__name__)
@@ -115,10 +119,12 @@ def _chunks(days: list[date]) -> list[list[date]]:
     return runs
 
 
-async def _write_chunk(conn: Conn, params: dict[str, Any]) -> tuple[int, set[date]]:
-    """Recompute every fact table for one chunk of dates; return the rows written and the
-    dates of refunds of the orders on those dates. Orders go first: the other facts read
-    their attribution from `fact_orders`."""
+async def _write_chunk(conn: Conn, params: dict[str, Any]) -> tuple[int, set[date], set[str]]:
+    """Recompute every fact table for one chunk of dates; return the rows written, the dates
+    of refunds of the orders on those dates and the profiles of the orders deleted there.
+    Orders go first: the other facts read their attribution from `fact_orders`."""
+    cur = await conn.execute(q.DELETE_ORDERS, params)
+    deleted = {row["profile_id"] for row in await cur.fetchall()}
     for statement in q.DELETE_FACTS:
         await conn.execute(statement, params)
     cur = await conn.execute(q.INSERT_ORDERS, params)
@@ -134,7 +140,7 @@ async def _write_chunk(conn: Conn, params: dict[str, Any]) -> tuple[int, set[dat
     ):
         cur = await conn.execute(statement, params)
         written += max(cur.rowcount, 0)
-    return written, refunds
+    return written, refunds, deleted
 
 
 async def refresh_facts_for_dates(
@@ -146,15 +152,18 @@ async def refresh_facts_for_dates(
     sms_window: timedelta = SMS_TOUCH_WINDOW,
     ids: MetricIds | None = None,
     predecessors: bool = True,
+    lines: tuple[datetime, datetime] | None = None,
 ) -> int:
     """Recompute every fact table for exactly these local dates (and the dates of refunds of
     their orders); return the rows written.
 
     Dates are done in chunks of at most CHUNK_DAYS, oldest first. A refund on a date done
     before its order's chunk (or not among the dates) is recomputed at the end. Then, unless
-    `predecessors` is False (a caller that rewrites many chunks does it once at the end),
-    each order's previous-order dates are brought up to date for the profiles with orders on
-    or after the first date. Raises InvalidParameterError for an unknown zone.
+    `predecessors` is False (a caller that rewrites many chunks rebuilds them once at the
+    end), the per-order columns and the customer and product facts are brought up to date
+    for the profiles the refresh touched (`customer_facts.update_customer_facts`; the order
+    lines of the dates must be current; `lines` is the time range whose orders' lines were
+    rewritten, None for any). Raises InvalidParameterError for an unknown zone.
     """
     days = sorted(set(dates))
     if not days:
@@ -162,26 +171,29 @@ async def refresh_facts_for_dates(
     ids = ids or await metric_ids(conn)
     pending = set(days)
     stale: set[date] = set()
+    deleted: set[str] = set()
     written = 0
     for chunk in _chunks(days):
         params = _params(ids, chunk, timezone, email_window, sms_window)
-        rows, refunds = await _write_chunk(conn, params)
+        rows, refunds, gone = await _write_chunk(conn, params)
         written += rows
+        deleted |= gone
         pending -= set(chunk)
         stale |= {d for d in refunds if d not in pending and d not in chunk}
     for chunk in _chunks(sorted(stale)):
         params = _params(ids, chunk, timezone, email_window, sms_window)
-        written += (await _write_chunk(conn, params))[0]
+        rows, _, gone = await _write_chunk(conn, params)
+        written += rows
+        deleted |= gone
     if predecessors:
-        await update_order_predecessors(conn, since=min(days[0], *stale) if stale else days[0])
+        await update_customer_facts(
+            conn,
+            since=min(days[0], *stale) if stale else days[0],
+            profiles=deleted,
+            dates=set(days) | stale,
+            lines=lines,
+        )
     return written
-
-
-async def update_order_predecessors(conn: Conn, *, since: date | None) -> int:
-    """Recompute `prev_order_date`/`prev_buyer_date` of orders on or after `since` (all when
-    None) from the orders in `fact_orders`; return the rows that changed."""
-    cur = await conn.execute(q.UPDATE_ORDER_PREDECESSORS, {"since": since})
-    return max(cur.rowcount, 0)
 
 
 async def refresh_facts(
@@ -211,9 +223,11 @@ async def refresh_facts(
         q.LATER_FIRST_TOUCH_DATES,
         {"tz": timezone, "from": lo, "to": hi, "engagement": ids.engagement},
     )
+    # The order lines hook rewrote the lines of [lo, hi] (it runs first).
     written = await refresh_facts_for_dates(
-        conn, dates, timezone, email_window=email_window, sms_window=sms_window, ids=ids
-    )
+        conn, dates, timezone, email_window=email_window, sms_window=sms_window, ids=ids,
+        lines=(lo, hi),
+    )  # fmt: skip
     await refresh_dim_time(conn, min(dates), max(dates), country=country)
     logger.debug(
         "refreshed facts of %d dates (%s .. %s): %d rows",
@@ -264,10 +278,10 @@ async def rebuild_facts(
             if progress is not None:
                 progress(end, last)
             start = end + timedelta(days=1)
-        await update_order_predecessors(conn, since=None)
         await refresh_dim_time(conn, first, last, country=country)
+    await rebuild_customer_facts(conn)
     counts: dict[str, int] = {}
-    for table in (*FACT_TABLES, "dim_time"):
+    for table in (*FACT_TABLES, *CUSTOMER_FACT_TABLES, "dim_time"):
         cur = await conn.execute(
             sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(table))
         )

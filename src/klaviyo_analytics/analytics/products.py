@@ -50,41 +50,34 @@ class ProductRow:
     bought_next_orders: int
 
 
+# From the per-product facts (analytics.customer_facts): orders, units, revenue, SKU and name
+# summed over days; customers and repeat customers counted on one row each of
+# `fact_product_orders` (a profile's first order of the product in the range is the one whose
+# previous order of it is before the range, its second the one whose previous is in it and
+# whose one before is not); "bought next" summed over days of `fact_product_next`.
 _PRODUCTS: LiteralString = (
-    "WITH lines AS ("
-    " SELECT * FROM fact_order_lines WHERE date >= %(start)s AND date <= %(end)s"
-    "), per AS ("
+    "WITH per AS ("
     " SELECT product_id, max(sku) AS sku, max(product_name) AS product_name,"
-    "  count(DISTINCT order_id) AS orders, sum(quantity) AS units, sum(row_total) AS revenue,"
-    "  count(DISTINCT profile_id) AS customers"
-    " FROM lines GROUP BY product_id"
-    "), rep AS ("
-    " SELECT product_id, count(*) FILTER (WHERE n >= 2) AS repeaters FROM ("
-    "  SELECT product_id, profile_id, count(DISTINCT order_id) AS n FROM lines"
-    "  WHERE profile_id IS NOT NULL GROUP BY 1, 2) x GROUP BY 1"
-    "), seq AS ("
-    ' SELECT order_id, "timestamp",'
-    '  lead(order_id) OVER w AS next_id, lead("timestamp") OVER w AS next_ts'
-    " FROM fact_orders WHERE profile_id IN (SELECT profile_id FROM lines)"
-    ' WINDOW w AS (PARTITION BY profile_id ORDER BY "timestamp", order_id)'
+    "  sum(orders) AS orders, sum(units) AS units, sum(revenue) AS revenue"
+    " FROM fact_product_days WHERE date >= %(start)s AND date <= %(end)s GROUP BY product_id"
+    "), buyers AS ("
+    " SELECT product_id,"
+    "  count(*) FILTER (WHERE prev_date IS NULL OR prev_date < %(start)s) AS customers,"
+    "  count(*) FILTER (WHERE prev_date >= %(start)s"
+    "   AND (prev2_date IS NULL OR prev2_date < %(start)s)) AS repeaters"
+    " FROM fact_product_orders WHERE date >= %(start)s AND date <= %(end)s GROUP BY product_id"
     "), nxt AS ("
-    " SELECT l.product_id, nl.product_id AS next_product, count(DISTINCT l.order_id) AS n"
-    " FROM lines l"
-    ' JOIN seq s ON s.order_id = l.order_id AND s."timestamp" = l."timestamp"'
-    ' JOIN fact_order_lines nl ON nl.order_id = s.next_id AND nl."timestamp" = s.next_ts'
-    " GROUP BY 1, 2"
+    " SELECT product_id, next_product_id AS next_product, sum(orders) AS n FROM fact_product_next"
+    " WHERE date >= %(start)s AND date <= %(end)s GROUP BY 1, 2"
     "), best AS ("
     " SELECT DISTINCT ON (product_id) product_id, next_product, n FROM nxt"
     " ORDER BY product_id, n DESC, next_product"
-    "), names AS ("
-    " SELECT DISTINCT ON (product_id) product_id, product_name FROM fact_order_lines"
-    " WHERE product_id IN (SELECT next_product FROM best)"
-    ' ORDER BY product_id, "timestamp" DESC'
     ")"
-    " SELECT p.*, coalesce(r.repeaters, 0) AS repeaters, b.next_product, b.n AS next_orders,"
-    "  nm.product_name AS next_name"
-    " FROM per p LEFT JOIN rep r USING (product_id) LEFT JOIN best b USING (product_id)"
-    " LEFT JOIN names nm ON nm.product_id = b.next_product"
+    " SELECT p.*, coalesce(c.customers, 0) AS customers, coalesce(c.repeaters, 0) AS repeaters,"
+    "  b.next_product, b.n AS next_orders, nm.product_name AS next_name"
+    " FROM per p LEFT JOIN buyers c USING (product_id) LEFT JOIN best b USING (product_id)"
+    " LEFT JOIN LATERAL (SELECT l.product_name FROM fact_order_lines l"
+    '  WHERE l.product_id = b.next_product ORDER BY l."timestamp" DESC LIMIT 1) nm ON true'
     " ORDER BY p.revenue DESC, p.product_id"
 )
 

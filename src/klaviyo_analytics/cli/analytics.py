@@ -74,8 +74,9 @@ async def run_rebuild(
                     if left == 0:
                         progress.update(facts, total=1, completed=1)
 
-                counts.update(await rebuild_facts(conn, zone, country=country, progress=advance))
+                # Lines first: the facts' rebuild ends with the product facts, read from them.
                 counts["fact_order_lines"] = await rebuild_order_lines(conn, zone)
+                counts.update(await rebuild_facts(conn, zone, country=country, progress=advance))
                 progress.update(facts, total=1, completed=1)
                 return counts
 

@@ -89,6 +89,7 @@ def assert_facts_exact(conninfo: str, tz: str) -> Truth:
         expected_eng[(day, channel, "converted")] = (n, len(people))
     assert engagement == expected_eng
     assert_predecessors_exact(conninfo, truth)
+    assert_customer_facts_exact(conninfo, truth)
     return truth
 
 
@@ -114,3 +115,126 @@ def assert_predecessors_exact(conninfo: str, truth: Truth) -> None:
     assert stored == expected
     # The sandbox's customers order more than once, so the walk above is not trivial.
     assert any(p is not None for p, _ in expected.values())
+
+
+def _items(conninfo: str) -> dict[str, list[dict[str, Any]]]:
+    """The `Items` of every Placed Order event, by order id (the sandbox's Shopify shape)."""
+    found = table(
+        conninfo,
+        "SELECT e.id, e.properties -> 'Items' AS items FROM klaviyo_events e"
+        " JOIN klaviyo_metrics m ON m.id = e.metric_id WHERE m.name = 'Placed Order'",
+    )
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in found:
+        items = r["items"] if isinstance(r["items"], list) else []
+        out[r["id"]] = [
+            {
+                "product": i.get("ProductID") or i.get("SKU") or i.get("ProductName"),
+                "sku": i.get("SKU"),
+                "name": i.get("ProductName"),
+                "qty": Decimal(str(i.get("Quantity", 1))),
+                "row": Decimal(str(i["RowTotal"])),
+            }
+            for i in items
+            if isinstance(i, dict) and (i.get("ProductID") or i.get("SKU") or i.get("ProductName"))
+        ]
+    return out
+
+
+def assert_customer_facts_exact(conninfo: str, truth: Truth) -> None:
+    """Assert the per-customer and per-product facts equal a walk over the raw orders here:
+    each order's next order and running totals, the customer months, and the product facts."""
+    by_profile: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for o in truth.orders:
+        if o["profile_id"] is not None:
+            by_profile[o["profile_id"]].append(o)
+    expected: dict[str, tuple[Any, ...]] = {
+        o["id"]: (None, None, None, None, None) for o in truth.orders if o["profile_id"] is None
+    }
+    nxt: dict[str, Any] = {}
+    months: dict[tuple[str, Any], list[Any]] = {}
+    for profile, mine in by_profile.items():
+        by_time = sorted(mine, key=lambda o: (o["ts"], o["id"]))
+        for a, b in zip(by_time, [*by_time[1:], None], strict=True):
+            nxt[a["id"]] = b
+        by_day = sorted(mine, key=lambda o: (o["day"], o["ts"], o["id"]))
+        running = Decimal(0)
+        first = by_day[0]["day"]
+        for k, o in enumerate(by_day):
+            running = o["value"] if k == 0 else running + o["value"]
+            later = by_day[k + 1]["day"] if k + 1 < len(by_day) else None
+            n = nxt[o["id"]]
+            expected[o["id"]] = (
+                n["id"] if n else None,
+                n["ts"] if n else None,
+                k + 1,
+                str(running),
+                later,
+            )
+            cell = months.setdefault(
+                (profile, o["day"].replace(day=1)), [first, 0, Decimal(0), Decimal(0)]
+            )
+            cell[1] += 1
+            cell[2] += o["value"]
+            if o["channel"] != "unattributed":
+                cell[3] += o["value"]
+    stored = {
+        r["order_id"]: (r["next_order_id"], r["next_order_ts"], r["orders_to_date"],
+                        None if r["revenue_to_date"] is None else str(r["revenue_to_date"]),
+                        r["next_order_date"])
+        for r in table(conninfo, "SELECT * FROM fact_orders")
+    }  # fmt: skip
+    assert stored == expected
+    got_months = {
+        (r["profile_id"], r["month"]): [r["first_order_date"], r["orders"], r["revenue"],
+                                        r["attributed_revenue"]]
+        for r in table(conninfo, "SELECT * FROM fact_customer_months")
+    }  # fmt: skip
+    assert got_months == months
+
+    items = _items(conninfo)
+    days: dict[tuple[Any, str], list[Any]] = {}
+    pairs: dict[tuple[Any, str, str], set[str]] = defaultdict(set)
+    seen: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    product_orders: dict[tuple[str, str], tuple[Any, ...]] = {}
+    for o in sorted(truth.orders, key=lambda o: (o["day"], o["ts"], o["id"])):
+        lines = items.get(o["id"], [])
+        for line in lines:
+            cell = days.setdefault((o["day"], line["product"]), [set(), Decimal(0), Decimal(0),
+                                                                 None, None])  # fmt: skip
+            cell[0].add(o["id"])
+            cell[1] += line["qty"]
+            cell[2] += line["row"]
+            cell[3] = max(filter(None, (cell[3], line["sku"])), default=None)
+            cell[4] = max(filter(None, (cell[4], line["name"])), default=None)
+        if o["profile_id"] is None:
+            continue
+        for product in sorted({line["product"] for line in lines}):
+            before = seen[(o["profile_id"], product)]
+            product_orders[(o["id"], product)] = (
+                o["day"], o["profile_id"], before[-1] if before else None,
+                before[-2] if len(before) > 1 else None,
+            )  # fmt: skip
+            before.append(o["day"])
+        following = nxt[o["id"]]
+        if following is not None:
+            for product in {line["product"] for line in lines}:
+                for then in {line["product"] for line in items.get(following["id"], [])}:
+                    pairs[(o["day"], product, then)].add(o["id"])
+    got_days = {
+        (r["date"], r["product_id"]): [r["orders"], r["units"], r["revenue"], r["sku"],
+                                       r["product_name"]]
+        for r in table(conninfo, "SELECT * FROM fact_product_days")
+    }  # fmt: skip
+    assert got_days == {k: [len(v[0]), *v[1:]] for k, v in days.items()}
+    got_orders = {
+        (r["order_id"], r["product_id"]): (r["date"], r["profile_id"], r["prev_date"],
+                                           r["prev2_date"])
+        for r in table(conninfo, "SELECT * FROM fact_product_orders")
+    }  # fmt: skip
+    assert got_orders == product_orders
+    got_next = {
+        (r["date"], r["product_id"], r["next_product_id"]): r["orders"]
+        for r in table(conninfo, "SELECT * FROM fact_product_next")
+    }
+    assert got_next == {k: len(v) for k, v in pairs.items()}
