@@ -6,8 +6,11 @@ here from the configured intervals); without it, `apply_retention` deletes expir
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import psycopg
 from psycopg import AsyncConnection, sql
@@ -184,6 +187,25 @@ CHUNK_SCANS = """
 """
 
 
+T = TypeVar("T")
+# A report's read may lose a deadlock to TimescaleDB's own background jobs (a policy's first run
+# starts the moment the policy is added, and compressing a chunk locks it and its indexes in the
+# opposite order to the size functions); the read is repeated, it changes nothing.
+REPORT_ATTEMPTS = 3
+
+
+async def _report(read: Callable[[Conn], Awaitable[T]], conn: Conn) -> T:
+    for attempt in range(1, REPORT_ATTEMPTS + 1):
+        try:
+            return await read(conn)
+        except psycopg.errors.DeadlockDetected:
+            if attempt == REPORT_ATTEMPTS:
+                raise
+            logger.info("maintenance report lost a deadlock to a background job; reading again")
+            await asyncio.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
+
+
 async def relation_sizes(conn: Conn) -> list[RelationSize]:
     """Return every table and index of the public schema with its size, largest first.
 
@@ -252,8 +274,8 @@ async def run_maintenance(conninfo: str, rules: list[RetentionRule]) -> Maintena
                 sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(sql.Identifier(name))
             )
             rebuilt.append(name)
-        sizes = await relation_sizes(conn)
-        unused = await unused_indexes(conn)
+        sizes = await _report(relation_sizes, conn)
+        unused = await _report(unused_indexes, conn)
     if not timescale:
         notes.append(
             "TimescaleDB not installed: retention drops expired monthly partitions"
