@@ -115,9 +115,7 @@ async def queries(conninfo: str, runs: int) -> dict[str, Any]:
         started = time.perf_counter()
         await db.run(lambda conn: overview(conn, rng30, TZ), readonly=True)
         out["overview_30d_new_connection_ms"] = round((time.perf_counter() - started) * 1000, 1)
-    async with Database(
-        conninfo, min_size=pool, max_size=pool, statement_timeout_ms=600_000
-    ) as db:
+    async with Database(conninfo, min_size=pool, max_size=pool, statement_timeout_ms=600_000) as db:
         for days in (30, 90, 365):
             rng = DateRange(today - timedelta(days=days - 1), today)
 
