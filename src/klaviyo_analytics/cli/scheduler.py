@@ -13,7 +13,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from klaviyo_analytics.analytics import clv, forecast
 from klaviyo_analytics.analytics.compute import Offload, Workers, in_thread
 from klaviyo_analytics.analytics.periods import local_today, store_timezone
 from klaviyo_analytics.backup.dump import create_backup
@@ -89,6 +88,10 @@ def build_jobs(
         return result.info.path.name
 
     async def forecasts() -> str:
+        # Imported here: statsmodels takes ~1.8 s of CPU to import, which every CLI command
+        # (each `sync` among them) would otherwise pay at start.
+        from klaviyo_analytics.analytics import forecast
+
         tz = await db.run(lambda c: store_timezone(c, settings.account_timezone), readonly=True)
         today = local_today(tz, datetime.now(UTC))
         outcome = await db.run(
@@ -114,6 +117,8 @@ def build_jobs(
     )
 
     async def fit_clv() -> str:
+        from klaviyo_analytics.analytics import clv  # heavy, as forecast above
+
         zone = await db.run(lambda c: store_timezone(c, settings.account_timezone), readonly=True)
         return await clv.fit_and_store(db.run, timezone=zone, now=service.clock(), offload=offload)
 

@@ -8,6 +8,7 @@ updates a row only when something in it differs, so re-writing a batch changes n
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
@@ -80,6 +81,16 @@ class Repository(Generic[R]):
             )
         self._ident = sql.Identifier(table)
         self._stage = sql.Identifier(f"_stage_{table}")
+        # The batch path reads every record's fields through C-level getters and wraps only
+        # the fields that can hold JSON (typed dict, list or Any): per-field Python calls were
+        # a tenth of the event sync's CPU.
+        self._all = operator.attrgetter(*self.columns)
+        self._key_of = operator.attrgetter(*self.key)
+        hints = {f.name: str(f.type) for f in dataclasses.fields(record)}
+        self._json_at = tuple(
+            i for i, c in enumerate(self.columns)
+            if any(word in hints[c] for word in ("dict", "list", "Any"))
+        )  # fmt: skip
 
     # -- single records ----------------------------------------------------------------------
 
@@ -151,22 +162,24 @@ class Repository(Generic[R]):
 
         Duplicate keys within the batch are allowed: the last one wins.
         """
+        # One round trip. The stage empties itself at commit; DELETE (not TRUNCATE, which
+        # swaps the table's file each time) clears what an earlier batch of this same
+        # transaction left, and costs nothing on the usual empty stage.
         await conn.execute(
             sql.SQL(
                 "CREATE TEMP TABLE IF NOT EXISTS {s} (LIKE {t} INCLUDING DEFAULTS)"
-                " ON COMMIT DELETE ROWS"
+                " ON COMMIT DELETE ROWS; DELETE FROM {s}"
             ).format(s=self._stage, t=self._ident)
         )
-        await conn.execute(sql.SQL("TRUNCATE {s}").format(s=self._stage))
         # One row per key, the last one winning: ON CONFLICT cannot touch a row twice.
-        latest = {tuple(getattr(r, c) for c in self.key): r for r in records}
+        latest = {self._key_of(r): r for r in records}
         if not latest:
             return 0
         async with conn.cursor().copy(
             sql.SQL("COPY {s} ({cols}) FROM STDIN").format(s=self._stage, cols=self._cols())
         ) as copy:
             for record in latest.values():
-                await copy.write_row(self._values(record))
+                await copy.write_row(self._row(record))
         await self.before_merge(conn, self._stage)
         cur = await conn.execute(
             sql.SQL(
@@ -303,6 +316,14 @@ class Repository(Generic[R]):
 
     def _values(self, record: R) -> list[Any]:
         return [adapt(getattr(record, c)) for c in self.columns]
+
+    def _row(self, record: R) -> list[Any]:
+        """Return `_values(record)`, faster: only the JSON-capable fields are adapted."""
+        values = self._all(record)
+        row = list(values) if len(self.columns) > 1 else [values]
+        for i in self._json_at:
+            row[i] = adapt(row[i])
+        return row
 
     def _to_record(self, row: Mapping[str, Any]) -> R:
         return self.record(**{c: row[c] for c in self.columns})

@@ -1,0 +1,19 @@
+"""The CLI's start-up cost: every `sync` process pays it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_importing_the_cli_loads_no_forecasting_libraries() -> None:
+    # statsmodels, scipy and pandas took ~1.8 s of CPU and ~110 MiB at every command's start
+    # when a command module imported the forecast models at its top (issue 17).
+    code = (
+        "import sys, klaviyo_analytics.cli.main; "
+        "print(sorted(m for m in ('statsmodels', 'scipy', 'pandas') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]"
