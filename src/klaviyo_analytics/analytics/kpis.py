@@ -16,6 +16,7 @@ from klaviyo_analytics.analytics.facts import CHANNELS, EMAIL_TOUCH_WINDOW, SMS_
 from klaviyo_analytics.analytics.metric_names import SUBSCRIBED
 from klaviyo_analytics.analytics.periods import DateRange
 from klaviyo_analytics.db.pool import Conn
+from klaviyo_analytics.db.repos.events import EventRepository
 
 __all__ = [
     "COMPARES",
@@ -213,7 +214,6 @@ _NEW_PROFILES = (
     " count(*) FILTER (WHERE created < %(phi)s) AS prev"
     " FROM klaviyo_profiles WHERE NOT is_stub AND created >= %(plo)s AND created < %(chi)s"
 )
-_DATA_THROUGH = 'SELECT max("timestamp") AS last FROM klaviyo_events'
 
 
 async def _one(conn: Conn, query: Any, params: dict[str, Any]) -> dict[str, Any]:
@@ -268,7 +268,7 @@ async def overview(conn: Conn, rng: DateRange, tz: str, compare: Compare = "prev
     else:
         source = "profiles"
         subscribed = await _one(conn, _NEW_PROFILES, params)
-    last = await _one(conn, _DATA_THROUGH, params)
+    last = await EventRepository().latest_timestamp(conn)
     since = (await _one(conn, _DATA_SINCE, params)).get("first")
     previous = comparison(rng, compare)
     cur = await conn.execute(_HEALTH, params)
@@ -305,7 +305,7 @@ async def overview(conn: Conn, rng: DateRange, tz: str, compare: Compare = "prev
         revenue_by_channel={
             c: Decimal(by_channel[c]["revenue"]) if c in by_channel else ZERO for c in CHANNELS
         },
-        data_through=last.get("last"),
+        data_through=last,
         data_since=since,
         comparison_before_data=since is not None and previous.start < since,
         subscribers_source=source,

@@ -177,6 +177,24 @@ async def test_events_by_profile_by_range_and_counts(conn: Conn) -> None:
     assert staged is not None and staged.start == T0
 
 
+async def test_latest_timestamp_is_exact_whatever_the_aggregates_say(conn: Conn) -> None:
+    """The newest event is sought from the newest aggregate bucket first; stale aggregates,
+    aggregates of deleted events and no aggregates at all must all give the true newest."""
+    repo, aggs = EventRepository(), AggregateRepository()
+    await repo.upsert_many(conn, [order(i, at=T0 + timedelta(days=i)) for i in range(4)])
+    assert await repo.latest_timestamp(conn) == T0 + timedelta(days=3)  # no aggregates
+    await aggs.rebuild(conn, timezone="UTC")
+    assert await repo.latest_timestamp(conn) == T0 + timedelta(days=3)
+    assert await repo.latest_timestamp(conn, "m-order") == T0 + timedelta(days=3)
+    await repo.upsert_many(conn, [order(9, at=T0 + timedelta(days=9, hours=5))])
+    assert await repo.latest_timestamp(conn) == T0 + timedelta(days=9, hours=5)  # stale
+    await aggs.rebuild(conn, timezone="UTC")
+    await conn.execute("DELETE FROM klaviyo_events WHERE id IN ('e9', 'e3')")
+    # The aggregates still have day 9's buckets; the newest event left is day 2's.
+    assert await repo.latest_timestamp(conn) == T0 + timedelta(days=2)
+    assert await repo.latest_timestamp(conn, "m-other") is None
+
+
 async def test_campaigns_flows_and_audiences_round_trip(conn: Conn) -> None:
     await CampaignRepository().upsert_many(
         conn,

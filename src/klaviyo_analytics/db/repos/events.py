@@ -183,11 +183,36 @@ class EventRepository(Repository[Event]):
         return {row["metric_id"]: int(row["n"]) for row in await cur.fetchall()}
 
     async def latest_timestamp(self, conn: Conn, metric_id: str | None = None) -> datetime | None:
-        """Return the newest stored event time (of one metric, or of all)."""
+        """Return the newest stored event time (of one metric, or of all).
+
+        An unbounded `max()` plans every partition or chunk of the table: 20 ms warm and
+        80 ms on a new connection with 71 compressed TimescaleDB chunks at 1 M events, and
+        it grows with the history. The newest aggregate bucket's start is at or before the
+        newest event it counts, so the newest event is first sought from there (the bound
+        is a parameter, so only the newest chunks are planned); only when nothing is found
+        there (aggregates older than the events, or their events deleted) is the whole
+        table asked.
+        """
+        params = {"m": metric_id}
+        cur = await conn.execute(
+            "SELECT max(bucket_start) AS b FROM klaviyo_aggregated_metrics"
+            " WHERE (%(m)s::text IS NULL OR metric_id = %(m)s)",
+            params,
+        )
+        row = await cur.fetchone()
+        if row is not None and row["b"] is not None:
+            cur = await conn.execute(
+                'SELECT max("timestamp") AS t FROM klaviyo_events WHERE "timestamp" >= %(b)s'
+                " AND (%(m)s::text IS NULL OR metric_id = %(m)s)",
+                {**params, "b": row["b"]},
+            )
+            found = await cur.fetchone()
+            if found is not None and found["t"] is not None:
+                return found["t"]  # type: ignore[no-any-return]
         cur = await conn.execute(
             'SELECT max("timestamp") AS t FROM klaviyo_events'
             " WHERE (%(m)s::text IS NULL OR metric_id = %(m)s)",
-            {"m": metric_id},
+            params,
         )
         row = await cur.fetchone()
         return row["t"] if row else None
