@@ -8,8 +8,8 @@ Loads the sandbox customer model's orders (campaigns and flows off) straight int
 from them as `analytics rebuild` does (`rebuild_customer_facts`, timed; then VACUUM ANALYZE,
 as autovacuum would), fits and stores CLV (timed), then times
 each read the endpoints make — cohorts, RFM summary, RFM profiles page, products, CLV summary
-and CLV profiles page — p50/p95 over `--runs` runs after one warm-up. The funnel reads raw
-events and is not part of this run (bench_funnel.py measures it).
+and CLV profiles page — p50/p95 over `--runs` runs after one warm-up. The funnel's fact is
+built from events, which this run does not generate: bench_funnel.py measures it.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ insert), so a re-sync or a late event leaves the facts equal to what the events 
   change the attribution of orders up to that long after it);
 * the date of the first later event of each (message, profile, metric) pair that an event in
   [lo, hi] may now precede (unique opens, clicks and recipients count on the first day);
-* dates of refunds of orders on those dates (a refund follows its order's channel).
+* dates of refunds of orders on those dates (a refund follows its order's channel);
+
+and it ends with the funnel's profile-days those events can change (`funnel_facts`).
 
 Each date is recomputed once per refresh, in chunks of at most a month of dates, oldest first
 (a refund finds its order already attributed); the statements read only the events of a chunk
@@ -32,6 +34,11 @@ from klaviyo_analytics.analytics.customer_facts import (
     CUSTOMER_FACT_TABLES,
     rebuild_customer_facts,
     update_customer_facts,
+)
+from klaviyo_analytics.analytics.funnel_facts import (
+    FUNNEL_FACT_TABLE,
+    rebuild_funnel_facts,
+    update_funnel_facts,
 )
 from klaviyo_analytics.analytics.metric_names import MetricIds, metric_ids
 from klaviyo_analytics.analytics.periods import zone
@@ -229,6 +236,11 @@ async def refresh_facts(
         lines=(lo, hi),
     )  # fmt: skip
     await refresh_dim_time(conn, min(dates), max(dates), country=country)
+    # The funnel's days: its own reach (views up to two funnel windows before lo, touches
+    # before views up to the touch window after hi).
+    await update_funnel_facts(
+        conn, lo, hi, timezone, email_window=email_window, sms_window=sms_window, ids=ids
+    )
     logger.debug(
         "refreshed facts of %d dates (%s .. %s): %d rows",
         len(dates),
@@ -280,8 +292,9 @@ async def rebuild_facts(
             start = end + timedelta(days=1)
         await refresh_dim_time(conn, first, last, country=country)
     await rebuild_customer_facts(conn)
+    await rebuild_funnel_facts(conn, timezone, email_window=email_window, sms_window=sms_window)
     counts: dict[str, int] = {}
-    for table in (*FACT_TABLES, *CUSTOMER_FACT_TABLES, "dim_time"):
+    for table in (*FACT_TABLES, *CUSTOMER_FACT_TABLES, FUNNEL_FACT_TABLE, "dim_time"):
         cur = await conn.execute(
             sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(table))
         )

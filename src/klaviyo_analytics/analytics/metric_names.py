@@ -19,6 +19,8 @@ PLACED_ORDER = "Placed Order"
 REFUNDED_ORDER = "Refunded Order"
 VIEWED_FORM = "Viewed Form"
 SUBMITTED_FORM = "Submitted Form"
+VIEWED_PRODUCT = "Viewed Product"
+STARTED_CHECKOUT = "Started Checkout"
 # Klaviyo's names for a new subscription, newest first; used when the account has them.
 SUBSCRIBED = (
     "Subscribed to Email Marketing",
@@ -44,6 +46,8 @@ class MetricIds:
     viewed_form: list[str]
     submitted_form: list[str]
     subscribed: list[str]
+    viewed_product: list[str]
+    started_checkout: list[str]
 
     @property
     def engagement(self) -> list[str]:
@@ -86,4 +90,6 @@ async def metric_ids(conn: Conn) -> MetricIds:
         viewed_form=ids(VIEWED_FORM),
         submitted_form=ids(SUBMITTED_FORM),
         subscribed=ids(*SUBSCRIBED),
+        viewed_product=ids(VIEWED_PRODUCT),
+        started_checkout=ids(STARTED_CHECKOUT),
     )

@@ -1,4 +1,4 @@
-"""Product analytics over `fact_order_lines`, and the shopping funnel over raw events.
+"""Product analytics over the product facts, and the shopping funnel over `fact_funnel_days`.
 
 Products: per product, in a range of local dates, its orders, units, revenue (line totals at
 the order's prices, before order-level discounts), customers, repeat-purchase rate and what its
@@ -10,11 +10,10 @@ Definitions: docs/analytics.md.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
 from typing import LiteralString
 
-from klaviyo_analytics.analytics.facts import EMAIL_TOUCH_WINDOW, SMS_TOUCH_WINDOW
+from klaviyo_analytics.analytics.funnel_facts import FUNNEL_WINDOW
 from klaviyo_analytics.analytics.periods import DateRange
 from klaviyo_analytics.db.pool import Conn
 
@@ -29,7 +28,6 @@ __all__ = [
 ]
 
 FUNNEL_STEPS = ("Viewed Product", "Started Checkout", "Placed Order")
-FUNNEL_WINDOW = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -130,52 +128,18 @@ class Funnel:
     channels: dict[str, list[FunnelStep]]
 
 
-# Per profile that viewed a product in the range: whether a checkout followed a view of the
-# range within the window, and an order followed such a checkout within the window; and the
-# channel of its last message touch before its first view there (the attribution windows).
+# From `fact_funnel_days` (analytics.funnel_facts): a profile with a row on a date of the range
+# viewed; it started (placed) if one of its rows did; its channel is that of its earliest row
+# there (the last touch before its first view in the range). One index-only scan of the
+# range's dates, one aggregate per profile.
 _FUNNEL: LiteralString = (
-    "WITH m AS ("
-    " SELECT array_agg(id) FILTER (WHERE name = 'Viewed Product') AS viewed,"
-    "  array_agg(id) FILTER (WHERE name = 'Started Checkout') AS started,"
-    "  array_agg(id) FILTER (WHERE name = 'Placed Order') AS placed,"
-    "  array_agg(id) FILTER (WHERE name IN ('Opened Email', 'Clicked Email')) AS email_touch,"
-    "  array_agg(id) FILTER (WHERE name = 'Clicked SMS') AS sms_touch"
-    " FROM klaviyo_metrics"
-    "), views AS ("
-    ' SELECT e.profile_id, e."timestamp" AS ts FROM klaviyo_events e, m'
-    " WHERE e.metric_id = ANY(m.viewed) AND e.profile_id IS NOT NULL"
-    '  AND e."timestamp" >= %(lo)s AND e."timestamp" < %(hi)s'
-    "), viewers AS ("
-    " SELECT profile_id, min(ts) AS first_view FROM views GROUP BY profile_id"
-    "), checkouts AS ("
-    ' SELECT e.profile_id, e."timestamp" AS ts FROM klaviyo_events e, m'
-    " WHERE e.metric_id = ANY(m.started)"
-    "  AND e.profile_id IN (SELECT profile_id FROM viewers)"
-    '  AND e."timestamp" >= %(lo)s AND e."timestamp" <= %(hi)s + %(window)s'
-    "  AND EXISTS (SELECT 1 FROM views v WHERE v.profile_id = e.profile_id"
-    '   AND v.ts <= e."timestamp" AND v.ts >= e."timestamp" - %(window)s)'
-    "), buyers AS ("
-    " SELECT DISTINCT e.profile_id FROM klaviyo_events e, m"
-    " WHERE e.metric_id = ANY(m.placed)"
-    "  AND e.profile_id IN (SELECT profile_id FROM checkouts)"
-    '  AND e."timestamp" >= %(lo)s AND e."timestamp" <= %(hi)s + 2 * %(window)s'
-    "  AND EXISTS (SELECT 1 FROM checkouts c WHERE c.profile_id = e.profile_id"
-    '   AND c.ts <= e."timestamp" AND c.ts >= e."timestamp" - %(window)s)'
-    ")"
-    " SELECT coalesce(t.channel, 'unattributed') AS channel, count(*) AS viewed,"
-    "  count(*) FILTER (WHERE v.profile_id IN (SELECT profile_id FROM checkouts)) AS started,"
-    "  count(*) FILTER (WHERE v.profile_id IN (SELECT profile_id FROM buyers)) AS placed"
-    " FROM viewers v"
-    " LEFT JOIN LATERAL ("
-    "  SELECT CASE WHEN t.metric_id = ANY(m.sms_touch) THEN 'sms_' ELSE 'email_' END"
-    "   || t.attributed_source_type AS channel"
-    "  FROM klaviyo_events t, m"
-    "  WHERE t.profile_id = v.profile_id AND t.attributed_source_type IS NOT NULL"
-    '   AND t.attributed_message_id IS NOT NULL AND t."timestamp" < v.first_view'
-    '   AND ((t.metric_id = ANY(m.email_touch) AND t."timestamp" >= v.first_view - %(email)s)'
-    '    OR (t.metric_id = ANY(m.sms_touch) AND t."timestamp" >= v.first_view - %(sms)s))'
-    '  ORDER BY t."timestamp" DESC, t.id DESC LIMIT 1) t ON true'
-    " GROUP BY 1"
+    "SELECT channel, count(*) AS viewed, count(*) FILTER (WHERE started) AS started,"
+    " count(*) FILTER (WHERE placed) AS placed"
+    " FROM (SELECT profile_id, bool_or(started) AS started, bool_or(placed) AS placed,"
+    "   (array_agg(channel ORDER BY date))[1] AS channel"
+    "  FROM fact_funnel_days WHERE date >= %(start)s AND date <= %(end)s"
+    "  GROUP BY profile_id) p"
+    " GROUP BY channel"
 )
 
 
@@ -189,17 +153,13 @@ def _steps(viewed: int, started: int, placed: int) -> list[FunnelStep]:
     return out
 
 
-async def funnel(conn: Conn, rng: DateRange, tz: str) -> Funnel:
+async def funnel(conn: Conn, rng: DateRange) -> Funnel:
     """Return the funnel of profiles whose product views fall in `rng` (local dates).
 
     Checkouts and orders may fall up to the window after the range (they follow a view of it).
+    Read from `fact_funnel_days`, built in the store's zone.
     """
-    lo, hi = rng.bounds(tz)
-    cur = await conn.execute(
-        _FUNNEL,
-        {"lo": lo, "hi": hi, "window": FUNNEL_WINDOW, "email": EMAIL_TOUCH_WINDOW,
-         "sms": SMS_TOUCH_WINDOW},
-    )  # fmt: skip
+    cur = await conn.execute(_FUNNEL, {"start": rng.start, "end": rng.end})
     rows = await cur.fetchall()
     channels = {
         r["channel"]: _steps(int(r["viewed"]), int(r["started"]), int(r["placed"])) for r in rows

@@ -207,7 +207,7 @@ async def shopping_funnel(request: Request, state: State, principal: Caller, rq:
     placed an order, each within 7 days of the previous step."""
 
     async def produce(conn: Conn) -> Sourced:
-        found = await products.funnel(conn, rq.range, rq.tz)
+        found = await products.funnel(conn, rq.range)
         return FunnelResponse(
             source="database", timezone=rq.tz, range=RangeModel.model_validate(rq.range),
             window_days=products.FUNNEL_WINDOW.days, steps=found.steps, channels=found.channels,
