@@ -158,7 +158,9 @@ async def status(
 
 async def _connect(conninfo: str) -> AsyncConnection[DictRow]:
     try:
-        return await AsyncConnection.connect(conninfo, autocommit=True, row_factory=dict_row)
+        return await AsyncConnection.connect(
+            conninfo, autocommit=True, row_factory=dict_row, options="-c TimeZone=UTC"
+        )
     except psycopg.OperationalError as exc:
         raise MigrationError(
             f"cannot connect to PostgreSQL as {describe_target(conninfo)} to migrate"

@@ -211,7 +211,11 @@ class Database:
         when no connection can be made.
         """
         parse_conninfo(self.conninfo)
-        options = f"-c statement_timeout={self.statement_timeout_ms}"
+        # Every session computes in UTC whatever the server's or database's default zone:
+        # the SQL adds day intervals to instants (attribution and funnel windows), which in a
+        # zone with daylight saving would be 23 or 25 hours on the change's day. Local dates
+        # are always taken with an explicit `AT TIME ZONE` of the store's zone.
+        options = f"-c statement_timeout={self.statement_timeout_ms} -c TimeZone=UTC"
         kwargs: dict[str, Any] = {
             "row_factory": dict_row,
             "cursor_factory": _timed_cursor_class(self),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 import logging
 
 import psycopg
@@ -121,3 +122,28 @@ async def test_health_check_says_what_is_wrong_when_the_pool_is_exhausted(db_con
         report = await db.health_check(timeout_s=0.2)
     assert not report.ok
     assert "no connection free within 0.2s" in report.problems[0]
+
+
+async def test_sessions_compute_in_utc_whatever_the_database_default_zone(
+    db_conninfo: str, db_name: str
+) -> None:
+    """A day interval added to an instant is 24 hours even where the server's zone changes
+    to daylight saving that week (US clocks moved on 2026-03-08): attribution and funnel
+    windows depend on it."""
+    with psycopg.connect(db_conninfo, autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE {db_name} SET timezone = 'America/New_York'")
+    with psycopg.connect(db_conninfo) as plain:
+        default = plain.execute("SELECT current_setting('TimeZone')").fetchone()
+    assert default == ("America/New_York",)  # a plain session takes the new default
+
+    async def arithmetic(conn: Conn) -> dict[str, object] | None:
+        cur = await conn.execute(
+            "SELECT current_setting('TimeZone') AS zone,"
+            " '2026-03-10 12:00+00'::timestamptz - interval '7 days' AS week_before"
+        )
+        return await cur.fetchone()
+
+    async with Database(db_conninfo, min_size=1, max_size=1) as db:
+        row = await db.run(arithmetic)
+    assert row is not None and row["zone"] == "UTC"
+    assert row["week_before"] == datetime(2026, 3, 3, 12, tzinfo=UTC)
