@@ -164,6 +164,23 @@ async def _write(conn: Conn, params: dict[str, Any], *, restricted: bool) -> int
     return max(cur.rowcount, 0)
 
 
+_CLAIM_BUILD: LiteralString = (
+    "INSERT INTO fact_builds (fact) VALUES (%(fact)s) ON CONFLICT (fact) DO NOTHING"
+)
+_MARK_BUILT: LiteralString = (
+    "INSERT INTO fact_builds (fact) VALUES (%(fact)s)"
+    " ON CONFLICT (fact) DO UPDATE SET built_at = now()"
+)
+
+
+async def _claim_first_build(conn: Conn) -> bool:
+    """Record the funnel fact as built; True when it was not (this caller must build it).
+
+    A concurrent refresh waits on the row until this transaction ends, then sees it built."""
+    cur = await conn.execute(_CLAIM_BUILD, {"fact": FUNNEL_FACT_TABLE})
+    return cur.rowcount == 1
+
+
 async def update_funnel_facts(
     conn: Conn,
     lo: datetime,
@@ -175,8 +192,15 @@ async def update_funnel_facts(
     ids: MetricIds | None = None,
 ) -> int:
     """Recompute every `fact_funnel_days` row that events in [lo, hi] can change; return the
-    rows written. Raises InvalidParameterError for an unknown zone."""
+    rows written. The first call on a database migrated while it held events builds the
+    whole table instead (`fact_builds`). Raises InvalidParameterError for an unknown zone."""
     z = zone(timezone)
+    if await _claim_first_build(conn):
+        logger.info("building %s from all stored events (first refresh since it was added)",
+                    FUNNEL_FACT_TABLE)  # fmt: skip
+        return await rebuild_funnel_facts(
+            conn, timezone, email_window=email_window, sms_window=sms_window
+        )
     ids = ids or await metric_ids(conn)
     first = lo.astimezone(z).date()
     last = hi.astimezone(z).date()
@@ -224,6 +248,7 @@ async def rebuild_funnel_facts(
     return its rows. Raises InvalidParameterError for an unknown zone."""
     z = zone(timezone)
     await conn.execute("TRUNCATE fact_funnel_days")
+    await conn.execute(_MARK_BUILT, {"fact": FUNNEL_FACT_TABLE})
     cur = await conn.execute(q.EVENT_SPAN)
     span = await cur.fetchone()
     if span is None or span["first"] is None:

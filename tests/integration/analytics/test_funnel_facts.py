@@ -9,7 +9,7 @@ within 7 days; the last touch before the profile's first view of the range).
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -266,3 +266,28 @@ async def test_rebuild_gives_the_same_funnel_facts_as_the_sync_hooks(
     assert counts["fact_funnel_days"] == len(before) > 0
     assert snapshot(synced_conninfo) == before
     await assert_exact(synced_conninfo)
+
+
+async def test_the_first_refresh_after_the_upgrade_builds_the_whole_funnel_fact(
+    synced_conninfo: str,
+) -> None:
+    """A database that held events when migration 0020 ran has an empty, unbuilt funnel fact;
+    the next sync's refresh of any one hour builds all of it."""
+    before = snapshot(synced_conninfo)
+    first, last = view_span(synced_conninfo)
+    with psycopg.connect(synced_conninfo) as conn:
+        conn.execute("TRUNCATE fact_funnel_days")
+        conn.execute("DELETE FROM fact_builds WHERE fact = 'fact_funnel_days'")
+    instant = datetime.combine(last, datetime.min.time(), tzinfo=UTC)
+
+    async def refresh(conn: Conn) -> None:
+        for hook in wiring.AFTER_EVENTS:
+            await hook(conn, instant, instant + timedelta(hours=1), TZ)
+
+    await _run(synced_conninfo, refresh)
+    assert len(before) > 0 and snapshot(synced_conninfo) == before
+    assert table(synced_conninfo, "SELECT fact FROM fact_builds") == [{"fact": "fact_funnel_days"}]
+    # Built once: the next refresh updates in place (an unchanged hour changes nothing).
+    await _run(synced_conninfo, refresh)
+    assert snapshot(synced_conninfo) == before
+    await assert_exact(synced_conninfo, first)

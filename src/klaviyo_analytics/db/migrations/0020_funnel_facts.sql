@@ -3,8 +3,10 @@
 -- rows of its dates grouped by profile: the profile viewed; it started if any row started,
 -- placed if any row placed; its channel is that of its earliest row (the last touch before
 -- its first view in the range). `analytics.funnel_facts` keeps it exact after every refresh;
--- `analytics rebuild` fills it (an existing database's table starts empty). Plain table on
--- both PostgreSQL and TimescaleDB. Definitions and costs: docs/analytics.md.
+-- `analytics rebuild` fills it, and so does the first refresh after this migration on a
+-- database that already holds events (the migration does not know the store's zone; see
+-- `fact_builds` below). Plain table on both PostgreSQL and TimescaleDB. Definitions and
+-- costs: docs/analytics.md.
 CREATE TABLE fact_funnel_days (
     profile_id         text NOT NULL,
     date               date NOT NULL,
@@ -30,3 +32,13 @@ CREATE TABLE fact_funnel_days (
 -- The range read: an index-only scan of the range's dates.
 CREATE INDEX fact_funnel_days_date_idx ON fact_funnel_days (date)
     INCLUDE (profile_id, first_view, started, placed, channel);
+
+-- Facts that have been built in full at least once. A fact added to a database that already
+-- holds events starts unbuilt: the first refresh (or `analytics rebuild`) builds it whole and
+-- records it here; on an empty database the empty table is already exact.
+CREATE TABLE fact_builds (
+    fact      text PRIMARY KEY,
+    built_at  timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO fact_builds (fact)
+SELECT 'fact_funnel_days' WHERE NOT EXISTS (SELECT 1 FROM klaviyo_events);
