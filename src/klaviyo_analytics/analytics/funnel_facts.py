@@ -5,8 +5,11 @@ Started Checkout at most FUNNEL_WINDOW after one of the day's views; `placed`, a
 at most FUNNEL_WINDOW after such a checkout; and the channel of the last message touch before
 the day's first view. A day's views lie within 25 hours of each other, so "after one of the
 day's views" is "in [first view, last view + window]". A range's funnel groups its dates' rows
-by profile (`products.funnel`): existence over a union of days is the OR of the days, and the
-first view of the range is its earliest row's.
+by profile: existence over a union of days is the OR of the days, and the first view of the
+range is its earliest row's. Each row links to the same profile's other rows (the previous
+row's date; the first date from this row on whose row started, and placed), so the read
+(`products.funnel`) counts the earliest row of each profile in the range without grouping by
+profile; the links of every profile whose rows were rewritten are recomputed after each write.
 
 What events in [lo, hi] can change, and what `update_funnel_facts` therefore recomputes:
 
@@ -104,9 +107,37 @@ def _insert(restrict: LiteralString) -> LiteralString:
 
 
 _INSERT_ALL = _insert("")
-_INSERT_PROFILES = _insert(_BY_PROFILE)
+_RETURNING: LiteralString = " RETURNING profile_id"
+_INSERT_DATES = _INSERT_ALL + _RETURNING
+_INSERT_PROFILES = _insert(_BY_PROFILE) + _RETURNING
 _DELETE_ALL: LiteralString = "DELETE FROM fact_funnel_days WHERE " + q.FACT_DATES
-_DELETE_PROFILES: LiteralString = _DELETE_ALL + " AND profile_id = ANY(%(profiles)s::text[])"
+_DELETE_PROFILES: LiteralString = (
+    _DELETE_ALL + " AND profile_id = ANY(%(profiles)s::text[])" + _RETURNING
+)
+_DELETE_DATES: LiteralString = _DELETE_ALL + _RETURNING
+
+
+def _link(restrict: LiteralString) -> LiteralString:
+    # Each row's links to the same profile's other rows: the previous row's date, and the
+    # first date from this row on whose row started (placed). Only changed rows are written.
+    return (
+        "UPDATE fact_funnel_days f SET prev_date = w.prev_date,"
+        " started_from = w.started_from, placed_from = w.placed_from"
+        " FROM (SELECT profile_id, date, lag(date) OVER (PARTITION BY profile_id ORDER BY date)"
+        "   AS prev_date,"
+        "  min(date) FILTER (WHERE started) OVER ahead AS started_from,"
+        "  min(date) FILTER (WHERE placed) OVER ahead AS placed_from"
+        "  FROM fact_funnel_days" + restrict +
+        "  WINDOW ahead AS (PARTITION BY profile_id ORDER BY date"
+        "   ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING)) w"
+        " WHERE f.profile_id = w.profile_id AND f.date = w.date"
+        "  AND (f.prev_date, f.started_from, f.placed_from)"
+        "   IS DISTINCT FROM (w.prev_date, w.started_from, w.placed_from)"
+    )  # fmt: skip
+
+
+_LINK_ALL = _link("")
+_LINK_PROFILES = _link(" WHERE profile_id = ANY(%(profiles)s::text[])")
 # The profiles whose rows on dates before or after the range its events can change: those with
 # a checkout, order or touch in it, and those of rows whose witness is in it.
 _TOUCHED: LiteralString = (
@@ -154,14 +185,14 @@ def _params(
     }
 
 
-async def _write(conn: Conn, params: dict[str, Any], *, restricted: bool) -> int:
-    if restricted:
-        await conn.execute(_DELETE_PROFILES, params)
-        cur = await conn.execute(_INSERT_PROFILES, params)
-    else:
-        await conn.execute(_DELETE_ALL, params)
-        cur = await conn.execute(_INSERT_ALL, params)
-    return max(cur.rowcount, 0)
+async def _write(conn: Conn, params: dict[str, Any], *, restricted: bool) -> tuple[int, set[str]]:
+    """Rewrite the rows of the chunk's dates (of `profiles`, when restricted); return the rows
+    written and the profiles whose rows were deleted or written (their links need redoing)."""
+    cur = await conn.execute(_DELETE_PROFILES if restricted else _DELETE_DATES, params)
+    touched = {row["profile_id"] for row in await cur.fetchall()}
+    cur = await conn.execute(_INSERT_PROFILES if restricted else _INSERT_DATES, params)
+    written = [row["profile_id"] for row in await cur.fetchall()]
+    return len(written), touched | set(written)
 
 
 _CLAIM_BUILD: LiteralString = (
@@ -210,9 +241,12 @@ async def update_funnel_facts(
     )
     after = (last + timedelta(days=1), (hi + max(email_window, sms_window)).astimezone(z).date())
     written = 0
+    relink: set[str] = set()
     for chunk in _chunks(first, last):
         params = _params(ids, chunk, timezone, email_window, sms_window)
-        written += await _write(conn, params, restricted=False)
+        rows, touched = await _write(conn, params, restricted=False)
+        written += rows
+        relink |= touched
     cur = await conn.execute(
         _TOUCHED,
         {
@@ -230,7 +264,11 @@ async def update_funnel_facts(
             for chunk in _chunks(edge_first, edge_last):
                 params = _params(ids, chunk, timezone, email_window, sms_window)
                 params["profiles"] = profiles
-                written += await _write(conn, params, restricted=True)
+                rows, touched = await _write(conn, params, restricted=True)
+                written += rows
+                relink |= touched
+    if relink:
+        await conn.execute(_LINK_PROFILES, {"profiles": sorted(relink)})
     logger.debug(
         "funnel facts of %s .. %s and of %d profiles around it: %d rows",
         first,
@@ -259,4 +297,5 @@ async def rebuild_funnel_facts(
         params = _params(ids, chunk, timezone, email_window, sms_window)
         cur = await conn.execute(_INSERT_ALL, params)
         written += max(cur.rowcount, 0)
+    await conn.execute(_LINK_ALL)
     return written

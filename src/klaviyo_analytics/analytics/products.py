@@ -129,16 +129,15 @@ class Funnel:
 
 
 # From `fact_funnel_days` (analytics.funnel_facts): a profile with a row on a date of the range
-# viewed; it started (placed) if one of its rows did; its channel is that of its earliest row
-# there (the last touch before its first view in the range). One index-only scan of the
-# range's dates, one aggregate per profile.
+# viewed; its earliest such row is the one whose previous row is before the range, and carries
+# its channel (the last touch before its first view in the range); it started (placed) if a row
+# from that one on, up to the range's end, did. One index-only scan of the range's dates.
 _FUNNEL: LiteralString = (
-    "SELECT channel, count(*) AS viewed, count(*) FILTER (WHERE started) AS started,"
-    " count(*) FILTER (WHERE placed) AS placed"
-    " FROM (SELECT profile_id, bool_or(started) AS started, bool_or(placed) AS placed,"
-    "   (array_agg(channel ORDER BY date))[1] AS channel"
-    "  FROM fact_funnel_days WHERE date >= %(start)s AND date <= %(end)s"
-    "  GROUP BY profile_id) p"
+    "SELECT channel, count(*) AS viewed,"
+    " count(*) FILTER (WHERE started_from <= %(end)s) AS started,"
+    " count(*) FILTER (WHERE placed_from <= %(end)s) AS placed"
+    " FROM fact_funnel_days WHERE date >= %(start)s AND date <= %(end)s"
+    "  AND (prev_date IS NULL OR prev_date < %(start)s)"
     " GROUP BY channel"
 )
 

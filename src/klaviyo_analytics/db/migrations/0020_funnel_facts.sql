@@ -27,11 +27,19 @@ CREATE TABLE fact_funnel_days (
     order_checkout_ts  timestamptz,
     order_ts           timestamptz,
     touch_ts           timestamptz,
+    -- Links to the same profile's other rows: the previous row's date, and the first date
+    -- from this row on whose row started (placed). A profile's earliest row in [a, b] is the
+    -- one whose prev_date is before a (or absent); it started in the range when its
+    -- started_from is at most b. So a range's funnel is a count of rows, with no grouping
+    -- by profile.
+    prev_date          date,
+    started_from       date,
+    placed_from        date,
     PRIMARY KEY (profile_id, date)
 );
 -- The range read: an index-only scan of the range's dates.
 CREATE INDEX fact_funnel_days_date_idx ON fact_funnel_days (date)
-    INCLUDE (profile_id, first_view, started, placed, channel);
+    INCLUDE (prev_date, started_from, placed_from, channel);
 
 -- Facts that have been built in full at least once. A fact added to a database that already
 -- holds events starts unbuilt: the first refresh (or `analytics rebuild`) builds it whole and
