@@ -56,10 +56,8 @@ class Resource(BaseModel):
     id: str = Field(min_length=1)
 
     @classmethod
-    def flatten(
-        cls, resource: Mapping[str, Any], included: Included, context: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """Return the dict to validate: attributes, relationship ids, context values.
+    def _own_fields(cls, resource: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the resource's attributes, the context values and its id.
 
         Raises ValueError if the resource is not a JSON:API object of this model's type.
         """
@@ -69,7 +67,17 @@ class Resource(BaseModel):
         attributes = resource.get("attributes", {})
         if not isinstance(attributes, dict):
             raise ValueError("attributes is not an object")
-        flat: dict[str, Any] = {**attributes, **context, "id": resource.get("id")}
+        return {**attributes, **context, "id": resource.get("id")}
+
+    @classmethod
+    def flatten(
+        cls, resource: Mapping[str, Any], included: Included, context: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Return the dict to validate: attributes, relationship ids, context values.
+
+        Raises ValueError if the resource is not a JSON:API object of this model's type.
+        """
+        flat = cls._own_fields(resource, context)
         for relationship, field in cls.to_one.items():
             flat.setdefault(field, relationship_id(resource, relationship))
         return flat
@@ -221,13 +229,7 @@ class Event(Resource):
     ) -> dict[str, Any]:
         # Resource.flatten inlined, reading `relationships` once: this runs for every event of
         # a backfill, and the generic path looked the relationships up three times.
-        kind = resource.get("type")
-        if kind != cls.resource_type:
-            raise ValueError(f"expected a {cls.resource_type!r} resource, got type {kind!r}")
-        attributes = resource.get("attributes", {})
-        if not isinstance(attributes, dict):
-            raise ValueError("attributes is not an object")
-        flat: dict[str, Any] = {**attributes, **context, "id": resource.get("id")}
+        flat = cls._own_fields(resource, context)
         relationships = resource.get("relationships")
         if not isinstance(relationships, dict):
             relationships = {}
