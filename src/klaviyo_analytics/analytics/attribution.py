@@ -174,14 +174,17 @@ INSERT_CONVERSIONS: LiteralString = (
     " FROM fact_orders WHERE source_id IS NOT NULL AND " + FACT_DATES + " GROUP BY 1, 2, 3, 4"
 )
 
-# Revenue per day and channel; a refund belongs to the channel of the order it refunds (its
-# `OrderId` is the order's `$event_id`), or to "unattributed" when that order is unknown.
+# Revenue per day and channel, and its split by attribution rule (Klaviyo's, our last touch);
+# a refund belongs to the channel of the order it refunds (its `OrderId` is the order's
+# `$event_id`), or to "unattributed" when that order is unknown.
 INSERT_REVENUE: LiteralString = (
     "INSERT INTO fact_revenue (date, channel, revenue, refunds, net_revenue, orders,"
-    " unique_customers)"
+    " unique_customers, klaviyo_revenue, last_touch_revenue)"
     " WITH sales AS ("
     "  SELECT date, channel, sum(value) AS revenue, count(*) AS orders,"
-    "   count(DISTINCT profile_id) AS customers"
+    "   count(DISTINCT profile_id) AS customers,"
+    "   coalesce(sum(value) FILTER (WHERE attribution = 'klaviyo'), 0) AS klaviyo,"
+    "   coalesce(sum(value) FILTER (WHERE attribution = 'last_touch'), 0) AS last_touch"
     "  FROM fact_orders WHERE " + FACT_DATES + " GROUP BY 1, 2),"
     " refunds AS ("
     "  SELECT " + LOCAL_DATE + " AS date, coalesce(fo.channel, 'unattributed') AS channel,"
@@ -193,7 +196,8 @@ INSERT_REVENUE: LiteralString = (
     "  WHERE e.metric_id = ANY(%(refunded)s::text[]) AND " + ON_DATES + " GROUP BY 1, 2)"
     " SELECT coalesce(s.date, r.date), coalesce(s.channel, r.channel), coalesce(s.revenue, 0),"
     " coalesce(r.refunds, 0), coalesce(s.revenue, 0) - coalesce(r.refunds, 0),"
-    " coalesce(s.orders, 0), coalesce(s.customers, 0)"
+    " coalesce(s.orders, 0), coalesce(s.customers, 0), coalesce(s.klaviyo, 0),"
+    " coalesce(s.last_touch, 0)"
     " FROM sales s FULL JOIN refunds r ON s.date = r.date AND s.channel = r.channel"
 )
 

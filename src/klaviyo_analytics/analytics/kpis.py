@@ -7,8 +7,9 @@ from raw events, so the answer stays fast on millions of events. Definitions: do
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Literal
 
@@ -155,7 +156,9 @@ _REVENUE = (
     " coalesce(sum(revenue) FILTER (WHERE date <= %(pe)s), 0) AS p_revenue,"
     " coalesce(sum(refunds) FILTER (WHERE date <= %(pe)s), 0) AS p_refunds,"
     " coalesce(sum(net_revenue) FILTER (WHERE date <= %(pe)s), 0) AS p_net_revenue,"
-    " coalesce(sum(orders) FILTER (WHERE date <= %(pe)s), 0) AS p_orders"
+    " coalesce(sum(orders) FILTER (WHERE date <= %(pe)s), 0) AS p_orders,"
+    " coalesce(sum(klaviyo_revenue) FILTER (WHERE date >= %(cs)s), 0) AS klaviyo,"
+    " coalesce(sum(last_touch_revenue) FILTER (WHERE date >= %(cs)s), 0) AS last_touch"
     " FROM fact_revenue WHERE date >= %(ps)s AND date <= %(ce)s GROUP BY channel"
 )
 _ENGAGEMENT = (
@@ -163,7 +166,9 @@ _ENGAGEMENT = (
     " coalesce(sum(unique_count) FILTER (WHERE date >= %(cs)s), 0) AS cur,"
     " coalesce(sum(unique_count) FILTER (WHERE date <= %(pe)s), 0) AS prev"
     " FROM fact_engagement WHERE date >= %(ps)s AND date <= %(ce)s"
-    " AND metric_type IN ('delivered', 'opened', 'clicked') GROUP BY channel, metric_type"
+    " AND metric_type IN ('recipients', 'delivered', 'opened', 'clicked', 'bounced',"
+    "  'unsubscribed', 'spam_complaint')"
+    " GROUP BY channel, metric_type"
 )
 # Distinct customers (and attributed buyers) of each range, counted as rows: a profile's
 # first order in a range is the one whose previous order (attributed order, for buyers) falls
@@ -194,25 +199,22 @@ _SUBSCRIBED = (
 )
 _SUBSCRIBED_NAMES = "SELECT DISTINCT name FROM klaviyo_metrics WHERE name = ANY(%(names)s::text[])"
 _DATA_SINCE = "SELECT min(date) AS first FROM fact_revenue"
-_HEALTH = (
-    "SELECT (date >= %(cs)s) AS cur,"
-    " coalesce(sum(recipients) FILTER (WHERE channel LIKE 'email%%'), 0) AS email_recipients,"
-    " coalesce(sum(recipients), 0) AS recipients,"
-    " coalesce(sum(bounces), 0) AS bounces, coalesce(sum(spam_complaints), 0) AS spam,"
-    " coalesce(sum(unsubscribes), 0) AS unsubscribes,"
-    " coalesce(sum(unique_opens), 0) AS opens,"
-    " coalesce(sum(unique_clicks) FILTER (WHERE channel LIKE 'email%%'), 0) AS clicks"
-    " FROM fact_message_engagement WHERE (date >= %(cs)s AND date <= %(ce)s)"
-    " OR (date >= %(ps)s AND date <= %(pe)s) GROUP BY 1"
-)
-_RULES = (
-    "SELECT attribution, sum(value) AS revenue FROM fact_orders"
-    " WHERE date >= %(cs)s AND date <= %(ce)s AND attribution <> 'none' GROUP BY attribution"
-)
+# New profiles of each range: its whole UTC days from the per-day counts, and its partial
+# UTC days at either end (under 24 hours each) from the profiles themselves, so the count is
+# exact for a range of store days in any zone. `_created_bounds` gives the bounds.
 _NEW_PROFILES = (
-    "SELECT count(*) FILTER (WHERE created >= %(clo)s) AS cur,"
-    " count(*) FILTER (WHERE created < %(phi)s) AS prev"
-    " FROM klaviyo_profiles WHERE NOT is_stub AND created >= %(plo)s AND created < %(chi)s"
+    "SELECT (SELECT coalesce(sum(profiles), 0) FROM fact_profiles_created"
+    "  WHERE utc_date >= %(c_first)s AND utc_date < %(c_last)s)"
+    " + (SELECT count(*) FROM klaviyo_profiles WHERE NOT is_stub"
+    "  AND created >= %(clo)s AND created < %(c_head)s)"
+    " + (SELECT count(*) FROM klaviyo_profiles WHERE NOT is_stub"
+    "  AND created >= %(c_tail)s AND created < %(chi)s) AS cur,"
+    " (SELECT coalesce(sum(profiles), 0) FROM fact_profiles_created"
+    "  WHERE utc_date >= %(p_first)s AND utc_date < %(p_last)s)"
+    " + (SELECT count(*) FROM klaviyo_profiles WHERE NOT is_stub"
+    "  AND created >= %(plo)s AND created < %(p_head)s)"
+    " + (SELECT count(*) FROM klaviyo_profiles WHERE NOT is_stub"
+    "  AND created >= %(p_tail)s AND created < %(phi)s) AS prev"
 )
 
 
@@ -267,14 +269,11 @@ async def overview(conn: Conn, rng: DateRange, tz: str, compare: Compare = "prev
         subscribed = await _one(conn, _SUBSCRIBED, {**params, "name": metric})
     else:
         source = "profiles"
-        subscribed = await _one(conn, _NEW_PROFILES, params)
+        subscribed = await _one(conn, _NEW_PROFILES, {**params, **_created_bounds(params)})
     last = await EventRepository().latest_timestamp(conn)
     since = (await _one(conn, _DATA_SINCE, params)).get("first")
     previous = comparison(rng, compare)
-    cur = await conn.execute(_HEALTH, params)
-    health = {bool(r["cur"]): r for r in await cur.fetchall()}
-    cur = await conn.execute(_RULES, params)
-    rules = {r["attribution"]: Decimal(r["revenue"]) for r in await cur.fetchall()}
+    rules = {rule: total(rule) for rule in ("klaviyo", "last_touch")}
 
     revenue, p_revenue = total("revenue"), total("p_revenue")
     orders, p_orders = total("orders"), total("p_orders")
@@ -311,24 +310,46 @@ async def overview(conn: Conn, rng: DateRange, tz: str, compare: Compare = "prev
         subscribers_source=source,
         subscribers_metric=metric,
         attributed=_attributed(by_channel, revenue, rules),
-        deliverability=_deliverability(health),
+        deliverability=_deliverability(unique),
     )
 
 
-def _deliverability(health: dict[bool, dict[str, Any]]) -> Deliverability:
-    def rate(numerator: str, denominator: str) -> Change:
-        now, before = health.get(True, {}), health.get(False, {})
+def _deliverability(unique: Callable[[str, tuple[str, ...], int], int]) -> Deliverability:
+    """Return the list health from the channel engagement sums (`unique(metric, channels,
+    which)`, 0 the range, 1 the comparison): bounces and complaints per email recipient."""
+    email, every = CHANNELS[:2], CHANNELS[:4]
+
+    def rate(numerator: str, denominator: str, over: tuple[str, ...] = every,
+             per: tuple[str, ...] = every) -> Change:  # fmt: skip
         return change(
-            ratio(now.get(numerator, 0), now.get(denominator, 0)),
-            ratio(before.get(numerator, 0), before.get(denominator, 0)),
+            ratio(unique(numerator, over, 0), unique(denominator, per, 0)),
+            ratio(unique(numerator, over, 1), unique(denominator, per, 1)),
         )
 
     return Deliverability(
-        bounce_rate=rate("bounces", "email_recipients"),
-        spam_rate=rate("spam", "email_recipients"),
-        unsubscribe_rate=rate("unsubscribes", "recipients"),
-        click_to_open_rate=rate("clicks", "opens"),
+        bounce_rate=rate("bounced", "recipients", per=email),
+        spam_rate=rate("spam_complaint", "recipients", per=email),
+        unsubscribe_rate=rate("unsubscribed", "recipients"),
+        click_to_open_rate=rate("clicked", "opened", over=email),
     )
+
+
+def _created_bounds(params: dict[str, Any]) -> dict[str, Any]:
+    """Return, for the range [clo, chi) and the comparison [plo, phi), the UTC dates of their
+    whole UTC days (`first` <= day < `last`) and the ends of their partial days: [lo, head)
+    and [tail, hi). A range inside one UTC day is all partial (head = tail = hi)."""
+    out: dict[str, Any] = {}
+    for key in ("c", "p"):
+        lo, hi = params[f"{key}lo"].astimezone(UTC), params[f"{key}hi"].astimezone(UTC)
+        head = datetime.combine(lo.date(), time(), UTC)
+        if head < lo:
+            head += timedelta(days=1)
+        tail = datetime.combine(hi.date(), time(), UTC)
+        if head > tail:
+            head = tail = hi
+        out |= {f"{key}_first": head.date(), f"{key}_last": tail.date(),
+                f"{key}_head": head, f"{key}_tail": tail}  # fmt: skip
+    return out
 
 
 def _attributed(
