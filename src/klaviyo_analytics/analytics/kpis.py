@@ -170,19 +170,46 @@ _ENGAGEMENT = (
     "  'unsubscribed', 'spam_complaint')"
     " GROUP BY channel, metric_type"
 )
-# Distinct customers (and attributed buyers) of each range, counted as rows: a profile's
-# first order in a range is the one whose previous order (attributed order, for buyers) falls
-# before the range's start. One scan of the two ranges' orders, no per-profile grouping.
+# Distinct customers (and attributed buyers) of each range [a, b] without reading its orders:
+# the per-day sums of `fact_order_days`, less the orders after b whose previous order is before
+# a (a gap longer than the range: found by the gap index for long ranges, by the date index
+# after b for short ones). Why this counts each customer once: migration 0022.
+_SPANNING = (
+    "(SELECT count(*) FROM fact_orders WHERE profile_id IS NOT NULL{buyer}"
+    " AND {prev} IS NOT NULL AND {prev} < %({a})s AND date > %({b})s"
+    " AND (date - {prev}) > (%({b})s::date - %({a})s::date + 1))"
+)
+
+
+def _distinct(column: str, a: str, b: str) -> str:
+    """Return the SQL of one range's distinct count, over `fact_order_days` aliased `d`."""
+    buyer = column.startswith("buyer_")
+    spanning = _SPANNING.format(
+        buyer=" AND channel <> 'unattributed'" if buyer else "",
+        prev="prev_buyer_date" if buyer else "prev_order_date",
+        a=a,
+        b=b,
+    )
+    prefix = "buyer_" if buyer else ""
+    return (
+        f"coalesce(sum(d.{prefix}firsts) FILTER (WHERE d.date <= %({b})s), 0)"
+        f" + coalesce(sum(d.{prefix}prevs - d.{prefix}orders) FILTER (WHERE d.date < %({a})s), 0)"
+        f" - {spanning}"
+    )
+
+
 _CUSTOMERS = (
-    "SELECT count(*) FILTER (WHERE date >= %(cs)s"
-    "  AND (prev_order_date IS NULL OR prev_order_date < %(cs)s)) AS customers,"
-    " count(*) FILTER (WHERE date <= %(pe)s"
-    "  AND (prev_order_date IS NULL OR prev_order_date < %(ps)s)) AS p_customers,"
-    " count(*) FILTER (WHERE date >= %(cs)s AND channel <> 'unattributed'"
-    "  AND (prev_buyer_date IS NULL OR prev_buyer_date < %(cs)s)) AS buyers,"
-    " count(*) FILTER (WHERE date <= %(pe)s AND channel <> 'unattributed'"
-    "  AND (prev_buyer_date IS NULL OR prev_buyer_date < %(ps)s)) AS p_buyers"
-    " FROM fact_orders WHERE date >= %(ps)s AND date <= %(ce)s AND profile_id IS NOT NULL"
+    "SELECT "
+    + ", ".join(
+        f"{_distinct(column, a, b)} AS {name}"
+        for name, column, a, b in (
+            ("customers", "orders", "cs", "ce"),
+            ("p_customers", "orders", "ps", "pe"),
+            ("buyers", "buyer_orders", "cs", "ce"),
+            ("p_buyers", "buyer_orders", "ps", "pe"),
+        )
+    )
+    + " FROM fact_order_days d WHERE d.date <= %(ce)s"
 )
 _FORMS = (
     "SELECT coalesce(sum(submissions) FILTER (WHERE date >= %(cs)s), 0) AS cur,"

@@ -88,7 +88,21 @@ def assert_facts_exact(conninfo: str, tz: str) -> Truth:
     for (day, channel), (n, people) in buyers.items():
         expected_eng[(day, channel, "converted")] = (n, len(people))
     assert engagement == expected_eng
+    rules = {
+        (r["date"], r["channel"]): (r["klaviyo"], r["last_touch"])
+        for r in table(
+            conninfo,
+            "SELECT date, channel,"
+            " coalesce(sum(value) FILTER (WHERE attribution = 'klaviyo'), 0) AS klaviyo,"
+            " coalesce(sum(value) FILTER (WHERE attribution = 'last_touch'), 0) AS last_touch"
+            " FROM fact_orders GROUP BY 1, 2",
+        )
+    }
+    assert {k: (r["klaviyo_revenue"], r["last_touch_revenue"]) for k, r in revenue.items()} == {
+        k: rules.get(k, (0, 0)) for k in revenue
+    }
     assert_predecessors_exact(conninfo, truth)
+    assert_order_days_exact(conninfo, truth)
     assert_customer_facts_exact(conninfo, truth)
     return truth
 
@@ -115,6 +129,36 @@ def assert_predecessors_exact(conninfo: str, truth: Truth) -> None:
     assert stored == expected
     # The sandbox's customers order more than once, so the walk above is not trivial.
     assert any(p is not None for p, _ in expected.values())
+
+
+def assert_order_days_exact(conninfo: str, truth: Truth) -> None:
+    """Assert `fact_order_days` (kept by triggers on fact_orders) equals a count of the orders
+    with a profile walked here: per day, those dated then, the first orders, the orders whose
+    previous order is then, and the same over attributed orders."""
+    expected: dict[Any, list[int]] = defaultdict(lambda: [0] * 6)
+    last: dict[str, tuple[Any, Any]] = {}
+    for o in sorted(truth.orders, key=lambda o: (o["ts"], o["id"])):
+        if o["profile_id"] is None:
+            continue
+        prev, prev_buyer = last.get(o["profile_id"], (None, None))
+        expected[o["day"]][0] += 1
+        expected[o["day"]][1] += prev is None
+        if prev is not None:
+            expected[prev][2] += 1
+        if o["channel"] != "unattributed":
+            expected[o["day"]][3] += 1
+            expected[o["day"]][4] += prev_buyer is None
+            if prev_buyer is not None:
+                expected[prev_buyer][5] += 1
+            prev_buyer = o["day"]
+        last[o["profile_id"]] = (o["day"], prev_buyer)
+    stored = {
+        r["date"]: [r["orders"], r["firsts"], r["prevs"], r["buyer_orders"], r["buyer_firsts"],
+                    r["buyer_prevs"]]
+        for r in table(conninfo, "SELECT * FROM fact_order_days")
+    }  # fmt: skip
+    assert {d: v for d, v in stored.items() if any(v)} == dict(expected)
+    assert any(v[2] for v in expected.values())  # repeat orders: the walk is not trivial
 
 
 def _items(conninfo: str) -> dict[str, list[dict[str, Any]]]:

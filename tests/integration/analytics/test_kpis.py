@@ -11,7 +11,7 @@ import pytest
 from klaviyo_analytics.analytics import performance as perf
 from klaviyo_analytics.analytics.errors import InvalidParameterError
 from klaviyo_analytics.analytics.facts import refresh_facts
-from klaviyo_analytics.analytics.kpis import Overview, overview
+from klaviyo_analytics.analytics.kpis import Compare, Overview, comparison, overview
 from klaviyo_analytics.analytics.periods import DateRange, store_timezone
 from klaviyo_analytics.db.pool import Conn, Database
 from klaviyo_analytics.db.repos.events import Event, EventRepository
@@ -112,6 +112,89 @@ async def test_overview_equals_independent_figures_for_the_range_and_the_previou
     assert {c: v for c, v in got.revenue_by_channel.items() if v} == by_channel
     last = table(synced_conninfo, "SELECT max(timestamp) AS t FROM klaviyo_events")[0]["t"]
     assert got.data_through == last
+
+
+@pytest.mark.parametrize(
+    ("part", "compare"),
+    [("first day", "previous"), ("middle third", "previous"), ("last day", "previous"),
+     ("all", "previous"), ("all", "year"), ("second half", "previous")],
+)  # fmt: skip
+async def test_unique_customers_and_buyers_of_any_range_count_each_profile_once(
+    synced_conninfo: str, part: str, compare: Compare
+) -> None:
+    # Customers come from per-day counts less the orders whose gap spans the range: ranges
+    # with orders after them, at the start of the orders, and a comparison before any order.
+    truth = compute(synced_conninfo, TZ)
+    days = sorted(o["day"] for o in truth.orders)
+    whole = DateRange(days[0], days[-1])
+    third = timedelta(days=whole.days // 3)
+    rng = {
+        "first day": DateRange(whole.start, whole.start),
+        "middle third": DateRange(whole.start + third, whole.end - third),
+        "last day": DateRange(whole.end, whole.end),
+        "all": whole,
+        "second half": DateRange(whole.start + timedelta(days=whole.days // 2), whole.end),
+    }[part]
+
+    async def work(conn: Conn) -> Overview:
+        return await overview(conn, rng, TZ, compare)
+
+    got = await read(synced_conninfo, work)
+    now = expected_overview(synced_conninfo, truth, rng)
+    before = expected_overview(synced_conninfo, truth, comparison(rng, compare))
+    for name in ("unique_customers", "conversion_rate"):
+        figure = getattr(got, name)
+        assert (figure.current, figure.previous) == (now[name], before[name]), name
+    assert got.unique_customers.current > 0
+
+
+async def test_a_customer_who_orders_only_before_and_after_a_range_is_not_counted_in_it(
+    synced_conninfo: str,
+) -> None:
+    # Two attributed orders of a new customer, 20 days apart, around a 10-day range: the
+    # per-day counts alone would count them in it; the order whose gap spans the range
+    # takes them out again, as a customer and as a buyer.
+    whole = span(synced_conninfo)
+    rng = DateRange(whole.end - timedelta(days=15), whole.end - timedelta(days=6))
+    metric = table(synced_conninfo, "SELECT id FROM klaviyo_metrics WHERE name = 'Placed Order'")
+    source = table(
+        synced_conninfo,
+        "SELECT c.id AS campaign, m.id AS message FROM klaviyo_campaigns c"
+        " JOIN klaviyo_campaign_messages m ON m.campaign_id = c.id LIMIT 1",
+    )[0]
+    orders = [
+        Event(
+            id=f"spanning-{n}",
+            timestamp=DateRange(day, day).bounds(TZ)[0] + timedelta(hours=12),
+            metric_id=metric[0]["id"],
+            profile_id="spanning-customer",
+            value=Decimal("25.00"),
+            properties={"$value": 25.0, "$event_id": f"spanning-{n}"},
+            attributed_source_type="campaign",
+            attributed_source_id=source["campaign"],
+            attributed_message_id=source["message"],
+        )
+        for n, day in enumerate((rng.start - timedelta(days=5), rng.end + timedelta(days=5)))
+    ]
+
+    async def write(conn: Conn) -> None:
+        await EventRepository().upsert_many(conn, orders)
+        await refresh_facts(conn, orders[0].timestamp, orders[1].timestamp, TZ)
+
+    async with Database(synced_conninfo, min_size=1, max_size=2) as db:
+        await db.run(write)
+    truth = compute(synced_conninfo, TZ)
+    assert {o["channel"] for o in truth.orders if o["profile_id"] == "spanning-customer"} != {
+        "unattributed"
+    }
+
+    async def work(conn: Conn) -> Overview:
+        return await overview(conn, rng, TZ)
+
+    got = await read(synced_conninfo, work)
+    want = expected_overview(synced_conninfo, truth, rng)
+    assert got.unique_customers.current == want["unique_customers"]
+    assert got.conversion_rate.current == want["conversion_rate"]
 
 
 async def test_a_late_order_before_a_customers_orders_moves_their_first_order_in_the_range(
