@@ -9,9 +9,12 @@ import httpx
 import psycopg
 import pytest
 
+from klaviyo_analytics.db.pool import Conn
+from klaviyo_analytics.db.repos.events import EventRepository
 from klaviyo_analytics.klaviyo import KlaviyoAuthenticationError
 from klaviyo_analytics.sandbox.config import FaultOptions
 from klaviyo_analytics.sandbox.server import SandboxServer
+from tests.fixtures.database import uses_timescaledb
 from tests.fixtures.sandbox import SMALL_STORE, SandboxFactory
 from tests.fixtures.sync import fingerprint, sandbox_stats, sync_service
 
@@ -241,3 +244,32 @@ async def test_a_backfill_of_many_windows_refreshes_its_whole_range_once(
     assert isinstance(first, datetime) and isinstance(last, datetime)
     assert last - first > timedelta(days=14)  # a backfill of at least 14 one-day windows
     assert calls == [(first, last)]
+
+
+async def test_partitions_are_ensured_once_per_month_on_plain_postgresql(
+    db_conninfo: str, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page's stubs are created with its partitions, in one transaction; on plain
+    PostgreSQL a page whose months this run already ensured skips `ka_ensure_partitions`
+    (TimescaleDB's chunks are not months: there every page asks)."""
+    calls: list[tuple[datetime, datetime]] = []
+    original = EventRepository.ensure_partitions
+
+    async def counted(self: EventRepository, conn: Conn, start: datetime, end: datetime) -> int:
+        calls.append((start, end))
+        return await original(self, conn, start, end)
+
+    monkeypatch.setattr(EventRepository, "ensure_partitions", counted)
+    truth = sandbox_stats(sandbox)
+    async with sync_service(db_conninfo, sandbox, concurrency=4) as service:
+        results = {r.stream: r for r in await service.sync_all()}
+    events = results["events"]
+    assert events.status == "succeeded"
+    assert fingerprint(db_conninfo)["klaviyo_events"][0] == truth["events"]
+    months = {(s.year, s.month) for s, _ in calls} | {(e.year, e.month) for _, e in calls}
+    if uses_timescaledb(db_conninfo):
+        assert 0 < len(calls) <= events.pages
+    else:
+        # Workers that miss the same new month at once each ask: at most one call per worker
+        # and month, far fewer than one a page.
+        assert len(calls) <= 4 * len(months) < events.pages
