@@ -25,8 +25,11 @@ from klaviyo_analytics.sync.progress import RunCounters
 from klaviyo_analytics.sync.state import Window, save_windows, saving, split_evenly
 
 logger = logging.getLogger(__name__)
-# Every page's stub profiles and metrics are created by `ensure_references` just before it.
+# Every page's stub profiles and metrics are created by `ensure_references` just before it
+# (for the ids this run has not made sure of yet).
 _events = EventRepository(references_ensured=True)
+# How many profile ids a run remembers as made sure of (~10 MB); then it starts over.
+_KNOWN_IDS_MAX = 100_000
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,9 @@ class EventWindows:
         self._campaign_of_message = campaign_of_message
         self._queue: asyncio.Queue[Window] = asyncio.Queue()
         self._partitions = KnownMonths()
+        # Metric and profile ids whose rows (real or stub) this run has made sure exist.
+        self._metrics: set[str] = set()
+        self._profiles: set[str] = set()
         self._busy = 0
         self.windows: dict[str, Window] = {}
 
@@ -142,16 +148,29 @@ class EventWindows:
         if records:
             lo, hi = min(times), max(times)
             known = self._partitions.covers(lo, hi)
+            # Only events naming a metric or profile this run has not made sure of yet need
+            # their stubs looked for (rows of klaviyo_metrics and klaviyo_profiles are never
+            # deleted while a sync runs).
+            metrics, profiles = self._metrics, self._profiles
+            unsure = [r for r in records
+                      if r.metric_id not in metrics
+                      or (r.profile_id is not None and r.profile_id not in profiles)]  # fmt: skip
 
             async def prepare(conn: Conn) -> None:
                 # One short transaction, partitions first: both steps lock klaviyo_metrics
                 # before klaviyo_profiles, the order every writer takes them in (migration 0019).
                 if not known:
                     await _events.ensure_partitions(conn, lo, hi)
-                await _events.ensure_references(conn, records)
+                if unsure:
+                    await _events.ensure_references(conn, unsure)
 
-            await self._db.run(prepare)
+            if unsure or not known:
+                await self._db.run(prepare)
             self._partitions.add(lo, hi)
+            if len(profiles) > _KNOWN_IDS_MAX:  # bounded memory: forgetting only costs lookups
+                profiles.clear()
+            metrics.update(r.metric_id for r in unsure)
+            profiles.update(r.profile_id for r in unsure if r.profile_id is not None)
 
         archive_as = "get_events" if self._options.archive_raw else None
 

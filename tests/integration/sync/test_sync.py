@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -10,7 +11,7 @@ import psycopg
 import pytest
 
 from klaviyo_analytics.db.pool import Conn
-from klaviyo_analytics.db.repos.events import EventRepository
+from klaviyo_analytics.db.repos.events import Event, EventRepository
 from klaviyo_analytics.klaviyo import KlaviyoAuthenticationError
 from klaviyo_analytics.sandbox.config import FaultOptions
 from klaviyo_analytics.sandbox.server import SandboxServer
@@ -273,3 +274,35 @@ async def test_partitions_are_ensured_once_per_month_on_plain_postgresql(
         # Workers that miss the same new month at once each ask: at most one call per worker
         # and month, far fewer than one a page.
         assert len(calls) <= 4 * len(months) < events.pages
+
+
+async def test_events_synced_before_profiles_get_stubs_looked_for_once_per_run(
+    db_conninfo: str, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events first (no profiles or metrics stored yet): every profile and metric they name
+    gets a stub row, and each id is sent to `ensure_references` by the first page that names
+    it in this run, not by every page (the foreign keys would refuse a page whose stub was
+    skipped)."""
+    sent: list[int] = []
+    original = EventRepository.ensure_references
+
+    async def counted(self: EventRepository, conn: Conn, events: Sequence[Event]) -> None:
+        sent.append(len(events))
+        await original(self, conn, events)
+
+    monkeypatch.setattr(EventRepository, "ensure_references", counted)
+    truth = sandbox_stats(sandbox)
+    async with sync_service(db_conninfo, sandbox, concurrency=4) as service:
+        results = {r.stream: r for r in await service.run_stream("events")}
+    assert "profiles" not in results, results.keys()
+    result = results["events"]
+    assert result.status == "succeeded"
+    assert fingerprint(db_conninfo)["klaviyo_events"][0] == truth["events"] == result.fetched
+    named_profiles = scalar(db_conninfo, "SELECT count(DISTINCT profile_id) FROM klaviyo_events")
+    assert scalar(db_conninfo, "SELECT count(*) FROM klaviyo_profiles WHERE is_stub") == (
+        named_profiles
+    )
+    assert scalar(db_conninfo, "SELECT count(*) FROM klaviyo_metrics") == scalar(
+        db_conninfo, "SELECT count(DISTINCT metric_id) FROM klaviyo_events"
+    )
+    assert 0 < sum(sent) < result.fetched
