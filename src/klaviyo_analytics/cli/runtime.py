@@ -3,12 +3,13 @@ from `wiring`."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["configure_logging", "stop_on_sigterm"]
+__all__ = ["configure_logging", "stop_on_sigterm", "tune_garbage_collection"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,3 +39,25 @@ def stop_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# A young collection after 50,000 net allocations instead of 700, and older generations
+# collected 20 and 100 times less often than that (CPython's defaults: 700, 10, 10).
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_garbage_collection() -> None:
+    """Make the cycle collector run rarely in a process that syncs (entry points only).
+
+    A page of events allocates some 30,000 objects (its parsed JSON, validated records, rows),
+    freed by reference counting as soon as the page is stored; with CPython's default
+    thresholds they set off a young collection every 700 allocations and every tenth of those
+    an older one, which traverses every object still alive, the pages in flight included. In
+    interleaved runs of `sync events` (113,349 events from the sandbox) that was 30 % of the
+    sync process's CPU: 80 -> 54 and 74 -> 53 ms per 1,000 events with these thresholds.
+    What is alive once the command has started (modules, settings) is frozen out of the
+    collector's sight. Cycles are still collected, later; peak RSS grew by ~15 MiB.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)

@@ -19,6 +19,7 @@ from klaviyo_analytics.backup.dump import create_backup
 from klaviyo_analytics.backup.rotate import rotate
 from klaviyo_analytics.cli.backup import policy_of
 from klaviyo_analytics.cli.common import fail_cleanly, load
+from klaviyo_analytics.cli.runtime import tune_garbage_collection
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db import maintenance
 from klaviyo_analytics.db.migrate import migrate
@@ -142,6 +143,7 @@ def scheduler_command(
     Schedules are cron expressions; override them with SCHEDULES='{"events": "*/30 * * * *"}'.
     """
     settings = load()
+    tune_garbage_collection()
     with fail_cleanly():
         schedules(settings)
         with database_server(settings) as conninfo:

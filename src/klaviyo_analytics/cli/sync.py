@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 from rich.table import Table
 
 from klaviyo_analytics.cli.common import fail_cleanly, load
+from klaviyo_analytics.cli.runtime import tune_garbage_collection
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.migrate import migrate
 from klaviyo_analytics.sync.progress import RunCounters
@@ -64,6 +65,7 @@ def sync_command(
         )
     start = parse_since(since)
     settings = load()
+    tune_garbage_collection()
     results: list[StreamResult] = []
     try:
         with fail_cleanly(), database_server(settings) as conninfo:

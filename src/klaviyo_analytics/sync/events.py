@@ -12,10 +12,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from klaviyo_analytics import klaviyo as k
+from klaviyo_analytics.db.partitions import is_partitioned
 from klaviyo_analytics.db.pool import Conn, Database
 from klaviyo_analytics.db.repos.events import EventRepository
 from klaviyo_analytics.sync import mapping
@@ -24,8 +25,11 @@ from klaviyo_analytics.sync.progress import RunCounters
 from klaviyo_analytics.sync.state import Window, save_windows, saving, split_evenly
 
 logger = logging.getLogger(__name__)
-# Every page's stub profiles and metrics are created by `ensure_references` just before it.
+# Every page's stub profiles and metrics are created by `ensure_references` just before it
+# (for the ids this run has not made sure of yet).
 _events = EventRepository(references_ensured=True)
+# How many profile ids a run remembers as made sure of (~10 MB); then it starts over.
+_KNOWN_IDS_MAX = 100_000
 
 
 @dataclass(frozen=True)
@@ -59,11 +63,17 @@ class EventWindows:
         self._options = options
         self._campaign_of_message = campaign_of_message
         self._queue: asyncio.Queue[Window] = asyncio.Queue()
+        self._partitions = KnownMonths()
+        # Metric and profile ids whose rows (real or stub) this run has made sure exist.
+        self._metrics: set[str] = set()
+        self._profiles: set[str] = set()
         self._busy = 0
         self.windows: dict[str, Window] = {}
 
     async def run(self, windows: list[Window]) -> None:
         """Fetch every window to its end; raise the first failure after stopping the others."""
+        if await self._db.run(lambda conn: is_partitioned(conn, "klaviyo_events")):
+            self._partitions = KnownMonths(monthly=True)
         for window in windows:
             self._add(window)
         workers = [asyncio.create_task(self._worker()) for _ in range(self._options.concurrency)]
@@ -137,8 +147,30 @@ class EventWindows:
 
         if records:
             lo, hi = min(times), max(times)
-            await self._db.run(lambda conn: _events.ensure_partitions(conn, lo, hi))
-            await self._db.run(lambda conn: _events.ensure_references(conn, records))
+            known = self._partitions.covers(lo, hi)
+            # Only events naming a metric or profile this run has not made sure of yet need
+            # their stubs looked for (rows of klaviyo_metrics and klaviyo_profiles are never
+            # deleted while a sync runs).
+            metrics, profiles = self._metrics, self._profiles
+            unsure = [r for r in records
+                      if r.metric_id not in metrics
+                      or (r.profile_id is not None and r.profile_id not in profiles)]  # fmt: skip
+
+            async def prepare(conn: Conn) -> None:
+                # One short transaction, partitions first: both steps lock klaviyo_metrics
+                # before klaviyo_profiles, the order every writer takes them in (migration 0019).
+                if not known:
+                    await _events.ensure_partitions(conn, lo, hi)
+                if unsure:
+                    await _events.ensure_references(conn, unsure)
+
+            if unsure or not known:
+                await self._db.run(prepare)
+            self._partitions.add(lo, hi)
+            if len(profiles) > _KNOWN_IDS_MAX:  # bounded memory: forgetting only costs lookups
+                profiles.clear()
+            metrics.update(r.metric_id for r in unsure)
+            profiles.update(r.profile_id for r in unsure if r.profile_id is not None)
 
         archive_as = "get_events" if self._options.archive_raw else None
 
@@ -187,6 +219,42 @@ class EventWindows:
         for other in others:
             self._add(other)
         return shrunk
+
+
+class KnownMonths:
+    """The UTC months this run has made sure klaviyo_events has partitions for.
+
+    On plain PostgreSQL the table has one partition per UTC month, and `ka_ensure_partitions`
+    only looks each month up and creates the missing ones: a page whose months were all seen
+    before needs no call (one statement a page, which looked up pg_class once per month). A
+    partition dropped meanwhile (retention runs elsewhere) sends rows to the DEFAULT partition,
+    which maintenance empties into their month's partition. With TimescaleDB (`monthly=False`)
+    nothing is known and every page asks.
+    """
+
+    def __init__(self, *, monthly: bool = False) -> None:
+        self._monthly = monthly
+        self._months: set[tuple[int, int]] = set()
+
+    def covers(self, lo: datetime, hi: datetime) -> bool:
+        """Say whether every month from `lo` to `hi` is known to have its partition."""
+        return self._monthly and all(m in self._months for m in _months(lo, hi))
+
+    def add(self, lo: datetime, hi: datetime) -> None:
+        """Remember that `ensure_partitions(lo, hi)` succeeded."""
+        if self._monthly:
+            self._months.update(_months(lo, hi))
+
+
+def _months(lo: datetime, hi: datetime) -> list[tuple[int, int]]:
+    """Return the UTC (year, month) pairs from `lo` to `hi`, both included."""
+    first, last = lo.astimezone(UTC), hi.astimezone(UTC)
+    year, month = first.year, first.month
+    months: list[tuple[int, int]] = []
+    while (year, month) <= (last.year, last.month):
+        months.append((year, month))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
 
 
 async def close(iterator: AsyncIterator[Any]) -> None:

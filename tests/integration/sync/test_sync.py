@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -9,9 +10,12 @@ import httpx
 import psycopg
 import pytest
 
+from klaviyo_analytics.db.pool import Conn
+from klaviyo_analytics.db.repos.events import Event, EventRepository
 from klaviyo_analytics.klaviyo import KlaviyoAuthenticationError
 from klaviyo_analytics.sandbox.config import FaultOptions
 from klaviyo_analytics.sandbox.server import SandboxServer
+from tests.fixtures.database import uses_timescaledb
 from tests.fixtures.sandbox import SMALL_STORE, SandboxFactory
 from tests.fixtures.sync import fingerprint, sandbox_stats, sync_service
 
@@ -241,3 +245,64 @@ async def test_a_backfill_of_many_windows_refreshes_its_whole_range_once(
     assert isinstance(first, datetime) and isinstance(last, datetime)
     assert last - first > timedelta(days=14)  # a backfill of at least 14 one-day windows
     assert calls == [(first, last)]
+
+
+async def test_partitions_are_ensured_once_per_month_on_plain_postgresql(
+    db_conninfo: str, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page's stubs are created with its partitions, in one transaction; on plain
+    PostgreSQL a page whose months this run already ensured skips `ka_ensure_partitions`
+    (TimescaleDB's chunks are not months: there every page asks)."""
+    calls: list[tuple[datetime, datetime]] = []
+    original = EventRepository.ensure_partitions
+
+    async def counted(self: EventRepository, conn: Conn, start: datetime, end: datetime) -> int:
+        calls.append((start, end))
+        return await original(self, conn, start, end)
+
+    monkeypatch.setattr(EventRepository, "ensure_partitions", counted)
+    truth = sandbox_stats(sandbox)
+    async with sync_service(db_conninfo, sandbox, concurrency=4) as service:
+        results = {r.stream: r for r in await service.sync_all()}
+    events = results["events"]
+    assert events.status == "succeeded"
+    assert fingerprint(db_conninfo)["klaviyo_events"][0] == truth["events"]
+    months = {(s.year, s.month) for s, _ in calls} | {(e.year, e.month) for _, e in calls}
+    if uses_timescaledb(db_conninfo):
+        assert 0 < len(calls) <= events.pages
+    else:
+        # Workers that miss the same new month at once each ask: at most one call per worker
+        # and month, far fewer than one a page.
+        assert len(calls) <= 4 * len(months) < events.pages
+
+
+async def test_events_synced_before_profiles_get_stubs_looked_for_once_per_run(
+    db_conninfo: str, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events first (no profiles or metrics stored yet): every profile and metric they name
+    gets a stub row, and each id is sent to `ensure_references` by the first page that names
+    it in this run, not by every page (the foreign keys would refuse a page whose stub was
+    skipped)."""
+    sent: list[int] = []
+    original = EventRepository.ensure_references
+
+    async def counted(self: EventRepository, conn: Conn, events: Sequence[Event]) -> None:
+        sent.append(len(events))
+        await original(self, conn, events)
+
+    monkeypatch.setattr(EventRepository, "ensure_references", counted)
+    truth = sandbox_stats(sandbox)
+    async with sync_service(db_conninfo, sandbox, concurrency=4) as service:
+        results = {r.stream: r for r in await service.run_stream("events")}
+    assert "profiles" not in results, results.keys()
+    result = results["events"]
+    assert result.status == "succeeded"
+    assert fingerprint(db_conninfo)["klaviyo_events"][0] == truth["events"] == result.fetched
+    named_profiles = scalar(db_conninfo, "SELECT count(DISTINCT profile_id) FROM klaviyo_events")
+    assert scalar(db_conninfo, "SELECT count(*) FROM klaviyo_profiles WHERE is_stub") == (
+        named_profiles
+    )
+    assert scalar(db_conninfo, "SELECT count(*) FROM klaviyo_metrics") == scalar(
+        db_conninfo, "SELECT count(DISTINCT metric_id) FROM klaviyo_events"
+    )
+    assert 0 < sum(sent) < result.fetched
