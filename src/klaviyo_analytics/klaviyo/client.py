@@ -170,9 +170,13 @@ class KlaviyoClient(ReportQueries):
         context: Mapping[str, Any] | None = None,
         start_url: str | None = None,
         limit_key: str | None = None,
+        keep_raw: bool = True,
     ) -> AsyncIterator[Page[R]]:
         # `limit_key`: the rate limiter's name for these requests, when the parameters give
         # them other limits than the operation's own (predictive analytics on profiles).
+        # `keep_raw=False` drops each body once its page is validated: a page of 1,000 events
+        # is ~3.8 MB of Python objects as parsed against ~2.2 MB as records, and a backfill
+        # holds one page per window in flight.
         guard = CursorGuard(self._origin)
         size = PAGE_SIZES.get(operation)
         if size is not None:
@@ -187,12 +191,17 @@ class KlaviyoClient(ReportQueries):
                 limit_key or operation, "GET", url, params=query
             )
             guard.visited(fetched)
-            page = build_page(model, body, url=fetched, context=context)
+            page = build_page(model, body, url=fetched, context=context, keep_raw=keep_raw)
+            # This frame stays suspended at `yield` while the caller stores the page: it must
+            # hold neither the body nor the page then.
+            del body
+            next_url = page.next_url
             yield page
-            if page.next_url is None:
+            del page
+            if next_url is None:
                 return
-            guard.check(page.next_url)
-            url, query = page.next_url, None
+            guard.check(next_url)
+            url, query = next_url, None
 
     async def _get_one(
         self, operation: str, model: type[R], path: str, params: dict[str, str]
@@ -235,11 +244,13 @@ class KlaviyoClient(ReportQueries):
         *,
         include: Sequence[str] = EVENT_INCLUDES,
         start_url: str | None = None,
+        keep_raw: bool = True,
     ) -> AsyncIterator[Page[Event]]:
         """Iterate over events with `since <= datetime < until`, oldest first.
 
         `start_url` resumes from a page's `url`/`next_url` (it already holds the filter, so the
-        other arguments are then ignored). Raises ValueError for naive datetimes or a malformed
+        other arguments are then ignored). With `keep_raw=False` pages carry no body (`raw` is
+        None), which keeps a page's memory to its records. Raises ValueError for naive datetimes or a malformed
         metric id, and KlaviyoError subclasses as the pages are fetched.
         """
         parts: list[str] = []
@@ -255,7 +266,9 @@ class KlaviyoClient(ReportQueries):
             params["filter"] = combined
         if include:
             params["include"] = ",".join(include)
-        return self._iterate("get_events", Event, "/api/events", params, start_url=start_url)
+        return self._iterate(
+            "get_events", Event, "/api/events", params, start_url=start_url, keep_raw=keep_raw
+        )
 
     def iter_profiles(
         self, updated_after: datetime | None = None, *, predictive_analytics: bool = True

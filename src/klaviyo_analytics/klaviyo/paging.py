@@ -38,11 +38,12 @@ class InvalidRecord:
 
 @dataclass(frozen=True)
 class Page(Generic[T]):
-    """One page of a collection: validated records, refused ones, and the body as received."""
+    """One page of a collection: validated records, refused ones, and the body as received
+    (`raw`; None when the caller asked not to keep it)."""
 
     records: list[T]
     invalid: list[InvalidRecord]
-    raw: dict[str, Any]
+    raw: dict[str, Any] | None
     url: str
     next_url: str | None
 
@@ -136,8 +137,10 @@ def build_page(
     url: str,
     method: str = "GET",
     context: Mapping[str, Any] | None = None,
+    keep_raw: bool = True,
 ) -> Page[R]:
-    """Validate a collection document into a page of `model` records.
+    """Validate a collection document into a page of `model` records; the page holds the
+    document itself only with `keep_raw`.
 
     Raises KlaviyoMalformedResponseError if the document has no `data` array.
     """
@@ -172,7 +175,7 @@ def build_page(
     return Page(
         records=records,
         invalid=invalid,
-        raw=body,
+        raw=body if keep_raw else None,
         url=url,
         next_url=next_link(body),
     )

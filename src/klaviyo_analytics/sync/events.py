@@ -118,7 +118,10 @@ class EventWindows:
         while not window.done:
             restarted = False
             pages = self._client.iter_events(
-                since=window.resume_from, until=window.end, include=("attributions",)
+                since=window.resume_from,
+                until=window.end,
+                include=("attributions",),
+                keep_raw=self._options.archive_raw,
             )
             try:
                 async for page in pages:

@@ -29,11 +29,16 @@ async def store_page(
     archive_as: str | None = None,
 ) -> dict[str, int]:
     """Upsert each table's rows, quarantine the page's invalid records and archive its body
-    under `archive_as` (when given); return the rows changed per table."""
+    under `archive_as` (when given); return the rows changed per table.
+
+    Raises ValueError when asked to archive a page fetched without its body.
+    """
     changed = {table: await repo.upsert_many(conn, records) if records else 0
                for table, repo, records in rows}  # fmt: skip
     for bad in page.invalid:
         await counters.quarantine(conn, counters.stream, bad)
     if archive_as is not None:
+        if page.raw is None:
+            raise ValueError(f"cannot archive {page.url}: the page was fetched without its body")
         await _runs.archive(conn, endpoint=archive_as, url=page.url, body=page.raw)
     return changed

@@ -29,6 +29,20 @@ async def test_iter_events_follows_links_next_until_null() -> None:
     assert pages[0].raw["data"][0]["id"] == "e1"
 
 
+async def test_pages_fetched_without_their_body_carry_the_same_records_and_no_body() -> None:
+    # The event backfill holds a page per window in flight; without its body a page of 1,000
+    # events is ~2.2 MB of Python objects instead of ~6 MB.
+    bodies = (page_body([event("e1"), event("e2")], next_url=P2), page_body([event("e3")]))
+    async with make_client(Recorder(*map(jsonapi, bodies))) as client:
+        kept = [p async for p in client.iter_events()]
+    async with make_client(Recorder(*map(jsonapi, bodies))) as client:
+        lean = [p async for p in client.iter_events(keep_raw=False)]
+    assert [p.records for p in lean] == [p.records for p in kept]
+    assert [(p.url, p.next_url) for p in lean] == [(p.url, p.next_url) for p in kept]
+    assert [p.raw for p in lean] == [None, None]
+    assert all(p.raw is not None for p in kept)
+
+
 async def test_repeated_next_url_raises_instead_of_looping() -> None:
     recorder = Recorder(
         jsonapi(page_body([event("e1")], next_url=P2)),
