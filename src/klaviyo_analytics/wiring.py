@@ -13,8 +13,7 @@ from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from klaviyo_analytics.analytics.facts import refresh_facts
-from klaviyo_analytics.analytics.order_lines import refresh_order_lines
+from klaviyo_analytics.analytics.facts import refresh_facts, refresh_funnel
 from klaviyo_analytics.config import Settings
 from klaviyo_analytics.db.databases import ensure_database
 from klaviyo_analytics.db.embedded import EmbeddedPostgres
@@ -27,15 +26,18 @@ from klaviyo_analytics.sync.events import EventSyncOptions
 from klaviyo_analytics.sync.runner import DataSyncService, SyncOptions, refresh_aggregates
 
 logger = logging.getLogger(__name__)
-# What runs after every event sync: the pre-aggregates, the order lines (product analytics) of
-# the range, then the daily facts, which end with the customer and product facts of the
-# profiles touched (those read the order lines, so the lines go first).
+# What runs after every event sync: the pre-aggregates; the order lines (product analytics) of
+# the range and then the daily facts, which end with the customer and product facts of the
+# profiles touched (those read the order lines, so `refresh_facts` rewrites the lines first);
+# and the funnel's profile-days.
 # Each hook is declared here once and called once per merged touched range (all of a
-# backfill's windows make one range) inside the refresh transaction, as
-# hook(conn, lo, hi, zone): it recomputes exactly what events in [lo, hi] can change and
-# bounds its own statements (chunks of dates or buckets), so its cost follows the range and
-# the profiles and messages touched. A new family of derived data adds its hook here.
-AFTER_EVENTS = (refresh_aggregates, refresh_order_lines, refresh_facts)
+# backfill's windows make one range) as hook(conn, lo, hi, zone): it recomputes exactly what
+# events in [lo, hi] can change and bounds its own statements (chunks of dates or buckets), so
+# its cost follows the range and the profiles and messages touched. The hooks write disjoint
+# tables and read only events and their own tables, so the refresh runs each in a
+# transaction of its own, all at once (`sync.backfill.refresh_dirty`). A new family of
+# derived data adds its hook here.
+AFTER_EVENTS = (refresh_aggregates, refresh_facts, refresh_funnel)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

@@ -10,7 +10,10 @@ insert), so a re-sync or a late event leaves the facts equal to what the events 
   [lo, hi] may now precede (unique opens, clicks and recipients count on the first day);
 * dates of refunds of orders on those dates (a refund follows its order's channel);
 
-and it ends with the funnel's profile-days those events can change (`funnel_facts`).
+after rewriting the order lines of [lo, hi] (`order_lines`), which the customer and product
+facts it ends with read. `refresh_funnel`, a hook of its own, recomputes the funnel's
+profile-days those events can change (`funnel_facts`); it reads only events, so the sync runs
+it beside the facts, on another connection.
 
 Each date is recomputed once per refresh, in chunks of at most a month of dates, oldest first
 (a refund finds its order already attributed); the statements read only the events of a chunk
@@ -41,6 +44,7 @@ from klaviyo_analytics.analytics.funnel_facts import (
     update_funnel_facts,
 )
 from klaviyo_analytics.analytics.metric_names import MetricIds, metric_ids
+from klaviyo_analytics.analytics.order_lines import refresh_order_lines
 from klaviyo_analytics.analytics.periods import zone
 from klaviyo_analytics.db.pool import Conn
 
@@ -213,13 +217,16 @@ async def refresh_facts(
     sms_window: timedelta = SMS_TOUCH_WINDOW,
     country: str = "US",
 ) -> None:
-    """Bring the facts of every local date that events in [lo, hi] can change up to date.
+    """Bring the order lines of [lo, hi] and the facts of every local date that events in
+    [lo, hi] can change up to date.
 
-    This is the sync's after-events hook; it runs in the caller's transaction. The windows are
-    the last-touch attribution windows (docs/analytics.md). Raises InvalidParameterError for an
-    unknown zone or country.
+    This is one of the sync's after-events hooks; it runs in the caller's transaction. The
+    windows are the last-touch attribution windows (docs/analytics.md). Raises
+    InvalidParameterError for an unknown zone or country.
     """
     z = zone(timezone)
+    # The customer and product facts at the end read the order lines: those go first.
+    await refresh_order_lines(conn, lo, hi, timezone)
     ids = await metric_ids(conn)
     reach = hi + max(email_window, sms_window)
     first = lo.astimezone(z).date()
@@ -230,23 +237,35 @@ async def refresh_facts(
         q.LATER_FIRST_TOUCH_DATES,
         {"tz": timezone, "from": lo, "to": hi, "engagement": ids.engagement},
     )
-    # The order lines hook rewrote the lines of [lo, hi] (it runs first).
     written = await refresh_facts_for_dates(
         conn, dates, timezone, email_window=email_window, sms_window=sms_window, ids=ids,
         lines=(lo, hi),
     )  # fmt: skip
     await refresh_dim_time(conn, min(dates), max(dates), country=country)
-    # The funnel's days: its own reach (views up to two funnel windows before lo, touches
-    # before views up to the touch window after hi).
-    await update_funnel_facts(
-        conn, lo, hi, timezone, email_window=email_window, sms_window=sms_window, ids=ids
-    )
     logger.debug(
         "refreshed facts of %d dates (%s .. %s): %d rows",
         len(dates),
         min(dates),
         max(dates),
         written,
+    )
+
+
+async def refresh_funnel(
+    conn: Conn,
+    lo: datetime,
+    hi: datetime,
+    timezone: str,
+    *,
+    email_window: timedelta = EMAIL_TOUCH_WINDOW,
+    sms_window: timedelta = SMS_TOUCH_WINDOW,
+) -> None:
+    """Bring the funnel's profile-days that events in [lo, hi] can change up to date: its own
+    reach (views up to two funnel windows before lo, touches before views up to the touch
+    window after hi). An after-events hook, in the caller's transaction; it reads only events
+    and `fact_funnel_days`. Raises InvalidParameterError for an unknown zone."""
+    await update_funnel_facts(
+        conn, lo, hi, timezone, email_window=email_window, sms_window=sms_window
     )
 
 

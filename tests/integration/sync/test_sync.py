@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -10,11 +11,12 @@ import httpx
 import psycopg
 import pytest
 
-from klaviyo_analytics.db.pool import Conn
+from klaviyo_analytics.db.pool import Conn, StatementTimeoutError
 from klaviyo_analytics.db.repos.events import Event, EventRepository
 from klaviyo_analytics.klaviyo import KlaviyoAuthenticationError
 from klaviyo_analytics.sandbox.config import FaultOptions
 from klaviyo_analytics.sandbox.server import SandboxServer
+from klaviyo_analytics.sync.runner import SyncFailedError
 from tests.fixtures.database import uses_timescaledb
 from tests.fixtures.sandbox import SMALL_STORE, SandboxFactory
 from tests.fixtures.sync import fingerprint, sandbox_stats, sync_service
@@ -245,6 +247,57 @@ async def test_a_backfill_of_many_windows_refreshes_its_whole_range_once(
     assert isinstance(first, datetime) and isinstance(last, datetime)
     assert last - first > timedelta(days=14)  # a backfill of at least 14 one-day windows
     assert calls == [(first, last)]
+
+
+async def test_the_refresh_runs_its_hooks_at_once_each_in_a_transaction_of_its_own(
+    db_conninfo: str, sandbox: SandboxServer
+) -> None:
+    # The user waits for the refresh after a backfill: one hook after another left a core idle.
+    # `first` finishes only once `second` has started, so run one after another they would
+    # time out.
+    started = asyncio.Event()
+    backends: dict[str, int] = {}
+
+    async def first(conn: Conn, lo: datetime, hi: datetime, zone: str) -> None:
+        backends["first"] = conn.info.backend_pid
+        await asyncio.wait_for(started.wait(), timeout=30)
+
+    async def second(conn: Conn, lo: datetime, hi: datetime, zone: str) -> None:
+        backends["second"] = conn.info.backend_pid
+        started.set()
+
+    async with sync_service(db_conninfo, sandbox) as service:
+        service.after_events[:] = [first, second]
+        await service.sync_all()
+    assert backends["first"] != backends["second"]
+
+
+async def test_a_failed_refresh_leaves_its_range_for_the_next_run(
+    db_conninfo: str, sandbox: SandboxServer
+) -> None:
+    calls: list[tuple[datetime, datetime]] = []
+
+    async def broken(conn: Conn, lo: datetime, hi: datetime, zone: str) -> None:
+        # What a refresh of a huge range on a slow server meets.
+        raise StatementTimeoutError("the refresh broke")
+
+    async def record(conn: Conn, lo: datetime, hi: datetime, zone: str) -> None:
+        calls.append((lo, hi))
+
+    async with sync_service(db_conninfo, sandbox) as service:
+        service.after_events[:] = [record, broken]
+        with pytest.raises(SyncFailedError, match="the refresh broke"):
+            await service.sync_all()
+    first = scalar(db_conninfo, 'SELECT min("timestamp") FROM klaviyo_events')
+    last = scalar(db_conninfo, 'SELECT max("timestamp") FROM klaviyo_events')
+    assert calls == [(first, last)]
+    # The next run finds the backfill's windows still dirty and refreshes all of them again,
+    # though it fetches almost nothing new.
+    calls.clear()
+    async with sync_service(db_conninfo, sandbox) as service:
+        service.after_events[:] = [record]
+        await service.sync_all()
+    assert len(calls) == 1 and calls[0][0] == first and calls[0][1] >= last
 
 
 async def test_partitions_are_ensured_once_per_month_on_plain_postgresql(
