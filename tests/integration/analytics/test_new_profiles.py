@@ -17,7 +17,9 @@ COUNTED = (
     "SELECT (created AT TIME ZONE 'UTC')::date AS d, count(*) AS n FROM klaviyo_profiles"
     " WHERE NOT is_stub AND created IS NOT NULL GROUP BY 1 ORDER BY 1"
 )
-KEPT = "SELECT utc_date AS d, profiles AS n FROM fact_profiles_created WHERE profiles <> 0 ORDER BY 1"
+KEPT = (
+    "SELECT utc_date AS d, profiles AS n FROM fact_profiles_created WHERE profiles <> 0 ORDER BY 1"
+)
 
 
 def assert_counts_agree(conninfo: str) -> list[tuple[date, int]]:
