@@ -36,7 +36,7 @@ from klaviyo_analytics.klaviyo.models import (
     Template,
     checked_id,
 )
-from klaviyo_analytics.klaviyo.paging import CursorGuard, Page, build_page, origin_of
+from klaviyo_analytics.klaviyo.paging import CursorGuard, Page, build_page, next_link, origin_of
 from klaviyo_analytics.klaviyo.queries import ReportQueries
 from klaviyo_analytics.klaviyo.ratelimit import PREDICTIVE_PROFILES, RateLimiter
 from klaviyo_analytics.klaviyo.session import ApiSession, ClientStats
@@ -191,13 +191,12 @@ class KlaviyoClient(ReportQueries):
                 limit_key or operation, "GET", url, params=query
             )
             guard.visited(fetched)
-            page = build_page(model, body, url=fetched, context=context, keep_raw=keep_raw)
+            next_url = next_link(body)
             # This frame stays suspended at `yield` while the caller stores the page: it must
-            # hold neither the body nor the page then.
+            # hold neither the body nor the page then (a local would, until resumed).
+            parsed = [body]
             del body
-            next_url = page.next_url
-            yield page
-            del page
+            yield build_page(model, parsed.pop(), url=fetched, context=context, keep_raw=keep_raw)
             if next_url is None:
                 return
             guard.check(next_url)

@@ -195,7 +195,15 @@ class ApiSession:
         self.stats.api_calls += 1
         began = time.perf_counter()
         try:
-            response = await self._http.send(request)
+            response = await self._http.send(request, stream=True)
+            try:
+                # The body goes into bytes of our own, not `response.content`: an httpx
+                # response and its stream refer to each other, so what the response holds
+                # lives until the cycle collector runs (~1 MB per page of events, dozens of
+                # pages deep between the sync's full collections).
+                raw = b"".join([chunk async for chunk in response.aiter_bytes()])
+            finally:
+                await response.aclose()
         except httpx.TimeoutException as exc:
             self.stats.errors += 1
             logger.debug("%s %s timed out (%s)", method, path, type(exc).__name__)
@@ -220,19 +228,19 @@ class ApiSession:
         elapsed_ms = (time.perf_counter() - began) * 1000
         logger.debug("%s %s -> %d in %.1f ms", method, path, response.status_code, elapsed_ms)
         if response.is_success:
-            return self._document(response, method, path, full_url), full_url
-        raise self._failure(operation, response, method, path, full_url)
+            return self._document(response, raw, method, path, full_url), full_url
+        raise self._failure(operation, response, raw, method, path, full_url)
 
     def _document(
-        self, response: httpx.Response, method: str, path: str, url: str
+        self, response: httpx.Response, raw: bytes, method: str, path: str, url: str
     ) -> dict[str, Any]:
         try:
-            document = orjson.loads(response.content)
+            document = orjson.loads(raw)
         except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
             self.stats.errors += 1
             raise KlaviyoMalformedResponseError(
                 f"{method} {path} answered {response.status_code} with a body that is not JSON "
-                f"({len(response.content)} bytes)",
+                f"({len(raw)} bytes)",
                 method=method,
                 url=url,
                 status=response.status_code,
@@ -248,11 +256,17 @@ class ApiSession:
         return document
 
     def _failure(
-        self, operation: str, response: httpx.Response, method: str, path: str, url: str
+        self,
+        operation: str,
+        response: httpx.Response,
+        raw: bytes,
+        method: str,
+        path: str,
+        url: str,
     ) -> KlaviyoError:
         status = response.status_code
         try:
-            details = parse_error_details(orjson.loads(response.content))
+            details = parse_error_details(orjson.loads(raw))
         except ValueError:
             details = ()
         described = details[0].describe() if details else response.reason_phrase
