@@ -113,6 +113,32 @@ async def test_batch_upsert_updates_changed_rows_and_last_duplicate_wins(conn: C
     assert got == {"e1": Decimal("99.00"), "e2": Decimal("10.00"), "e3": Decimal("-5.00")}
 
 
+async def test_batch_upsert_reads_nothing_of_the_history_outside_the_batch(conn: Conn) -> None:
+    # The look-up of unchanged rows is bounded by the batch's times: a backfill's later pages do
+    # not read the partitions (or chunks) its earlier pages filled, so its cost stays linear.
+    repo = EventRepository()
+    history = [order(i, at=T0 + timedelta(minutes=i)) for i in range(2000)]
+    assert await repo.upsert_many(conn, history) == 2000
+
+    cur = await conn.execute("SELECT DISTINCT tableoid::int AS t FROM klaviyo_events")
+    filled = [row["t"] for row in await cur.fetchall()]  # the partitions or chunks of history
+
+    async def scans() -> int:
+        cur = await conn.execute(
+            "SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0) AS n"
+            " FROM pg_stat_xact_user_tables WHERE relid::int = ANY(%s)",
+            (filled,),
+        )
+        row = await cur.fetchone()
+        return int(row["n"]) if row else -1
+
+    before = await scans()
+    later = [order(10_000 + i, at=T0 + timedelta(days=70, minutes=i)) for i in range(500)]
+    assert await repo.upsert_many(conn, later) == 500
+    assert await scans() == before
+    assert await repo.upsert_many(conn, later) == 0  # and unchanged rows are still found
+
+
 async def test_events_for_unknown_profiles_create_stubs_and_profileless_events_are_kept(
     conn: Conn,
 ) -> None:

@@ -52,6 +52,7 @@ class EventRepository(Repository[Event]):
             Event,
             ("id", "timestamp"),
             skip_unchanged=True,
+            bounded_by="timestamp",
             merge_order=(("metric_id", False), ("timestamp", True), ("id", False)),
         )
         self._references_ensured = references_ensured
