@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -139,6 +140,51 @@ async def test_batch_upsert_reads_nothing_of_the_history_outside_the_batch(conn:
     assert await repo.upsert_many(conn, later) == 0  # and unchanged rows are still found
 
 
+async def test_batch_into_a_range_a_concurrent_writer_fills_meanwhile_loses_nothing(
+    database: Database,
+) -> None:
+    # A batch whose time range holds nothing is copied straight into the table. Here another
+    # transaction stores some of its keys after the batch looked and before it copies: the copy
+    # waits for that writer, gives way when it commits, and the batch is merged instead. No
+    # error, every row kept, and the batch's values win where they differ.
+    repo = EventRepository()
+    theirs = [order(i, at=T0 + timedelta(minutes=i)) for i in range(100)]
+    ours = [order(i, value="20.00", at=T0 + timedelta(minutes=i)) for i in range(50, 150)]
+    # A day later, committed: the month's partition, the metric and the profile exist, so
+    # the second batch waits for nothing before it copies.
+    await database.run(lambda c: repo.upsert_many(c, [order(999, at=T0 + timedelta(days=1))]))
+    async with database.connection() as a, database.connection() as b:
+        async with a.transaction():
+            assert await repo.upsert_many(a, theirs) == 100
+            pid = (await (await a.execute("SELECT pg_backend_pid() AS p")).fetchone() or {})["p"]
+
+            async def write_ours() -> int:
+                async with b.transaction():
+                    return await repo.upsert_many(b, ours)
+
+            task = asyncio.create_task(write_ours())
+            async with database.connection() as watcher:
+                for _ in range(500):  # until ours waits on the rows `a` has not committed
+                    cur = await watcher.execute(
+                        "SELECT count(*) AS n FROM pg_stat_activity"
+                        " WHERE %s = ANY(pg_blocking_pids(pid))",
+                        (pid,),
+                    )
+                    if ((await cur.fetchone()) or {}).get("n"):
+                        break
+                    await asyncio.sleep(0.02)
+                else:
+                    pytest.fail("the second batch never waited for the first writer's rows")
+        # `a` committed: our copy met its keys, so our batch was merged over them.
+        assert await task == 100  # 50 changed, 50 new
+    async with database.connection() as c:
+        stored = await repo.find_by_metric(c, "m-order", T0, T0 + timedelta(2))
+    got = {e.id: e.value for e in stored}
+    assert len(got) == 151
+    assert all(got[f"e{i}"] == Decimal("10.00") for i in [*range(50), 999])
+    assert all(got[f"e{i}"] == Decimal("20.00") for i in range(50, 150))
+
+
 async def test_events_for_unknown_profiles_create_stubs_and_profileless_events_are_kept(
     conn: Conn,
 ) -> None:
@@ -199,8 +245,6 @@ async def test_events_by_profile_by_range_and_counts(conn: Conn) -> None:
     assert await repo.latest_timestamp(conn) == T0 + timedelta(hours=5)
     streamed = [e.id async for e in repo.iter_range(conn, T0, T0 + timedelta(days=1))]
     assert streamed == [f"e{i}" for i in range(6)]
-    staged = await repo.staged_range(conn)
-    assert staged is not None and staged.start == T0
 
 
 async def test_latest_timestamp_is_exact_whatever_the_aggregates_say(conn: Conn) -> None:

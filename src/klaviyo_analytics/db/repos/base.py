@@ -2,7 +2,8 @@
 
 Repositories take a connection and never commit: the caller owns the transaction. Bulk writes
 COPY the batch into a per-session staging table, then run one `INSERT ... ON CONFLICT` that
-updates a row only when something in it differs, so re-writing a batch changes nothing.
+updates a row only when something in it differs, so re-writing a batch changes nothing. A
+time-partitioned table's batch whose time range holds no stored row is copied straight in.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 from psycopg import AsyncConnection, sql
+from psycopg.errors import UniqueViolation
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
@@ -81,6 +83,9 @@ class Repository(Generic[R]):
             raise ValueError(f"key columns {sorted(missing)} are not fields of {record.__name__}")
         if bounded_by is not None and bounded_by not in self.columns:
             raise ValueError(f"bound column {bounded_by!r} is not a field of {record.__name__}")
+        # A batch can be copied straight in when its range holds nothing: any stored row its
+        # keys could meet would have the same bound value, so lie in that range.
+        self._direct = bounded_by is not None and bounded_by in self.key
         unordered = {c for c, _ in self.merge_order} - set(self.columns)
         if unordered:
             raise ValueError(
@@ -165,10 +170,63 @@ class Repository(Generic[R]):
     # -- many records ------------------------------------------------------------------------
 
     async def upsert_many(self, conn: Conn, records: Iterable[R]) -> int:
-        """Write a batch through COPY and one upsert; return how many rows were inserted or changed.
+        """Write a batch; return how many rows were inserted or changed.
 
-        Duplicate keys within the batch are allowed: the last one wins.
+        Duplicate keys within the batch are allowed: the last one wins. A batch whose range
+        in the bound column holds no stored row (a backfill's pages) is copied straight into
+        the table; any other batch goes through COPY into a stage and one upsert.
         """
+        # One row per key, the last one winning: ON CONFLICT cannot touch a row twice.
+        latest = list({self._key_of(r): r for r in records}.values())
+        if not latest:
+            return 0
+        await self.before_write(conn, latest)
+        bounds: tuple[Any, ...] = ()
+        if self.bounded_by is not None:
+            at = operator.attrgetter(self.bounded_by)
+            bounds = (min(map(at, latest)), max(map(at, latest)))
+        if self._direct and not await self._holds_any(conn, bounds):
+            if await self._insert_new(conn, latest):
+                return len(latest)
+        return await self._merge(conn, latest, bounds if self.skip_unchanged else ())
+
+    async def before_write(self, conn: Conn, records: Sequence[R]) -> None:
+        """Prepare what a batch's rows refer to, before it is written (a hook for subclasses)."""
+
+    async def _holds_any(self, conn: Conn, bounds: tuple[Any, ...]) -> bool:
+        """Say whether any stored row lies in the bound column's range [low, high]."""
+        cur = await conn.execute(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {t} WHERE {c} BETWEEN %s AND %s) AS held").format(
+                t=self._ident, c=sql.Identifier(self.bounded_by or "")
+            ),
+            bounds,
+        )
+        row = await cur.fetchone()
+        return bool(row and row["held"])
+
+    async def _insert_new(self, conn: Conn, rows: Sequence[R]) -> bool:
+        """COPY rows that no stored row can conflict with straight into the table, in a
+        savepoint; return False, having written nothing, when a concurrent writer stored one
+        of their keys since `_holds_any` looked.
+
+        Nothing stored in the batch's range means nothing can conflict (the bound column is
+        part of the key), so the stage, its COPY and the upsert's look-ups are saved: about a
+        third of the database's CPU per event of a backfill (issue 17).
+        """
+        try:
+            async with conn.transaction():
+                async with conn.cursor().copy(
+                    sql.SQL("COPY {t} ({cols}) FROM STDIN").format(t=self._ident, cols=self._cols())
+                ) as copy:
+                    for record in self._in_merge_order(rows):
+                        await copy.write_row(self._row(record))
+        except UniqueViolation:
+            return False
+        return True
+
+    async def _merge(self, conn: Conn, rows: Sequence[R], bounds: tuple[Any, ...]) -> int:
+        """COPY rows into the stage, then upsert them in one statement; return how many rows
+        were inserted or changed. `bounds` bound the look-up of unchanged rows."""
         # One round trip. The stage empties itself at commit; DELETE (not TRUNCATE, which
         # swaps the table's file each time) clears what an earlier batch of this same
         # transaction left, and costs nothing on the usual empty stage.
@@ -178,20 +236,11 @@ class Repository(Generic[R]):
                 " ON COMMIT DELETE ROWS; DELETE FROM {s}"
             ).format(s=self._stage, t=self._ident)
         )
-        # One row per key, the last one winning: ON CONFLICT cannot touch a row twice.
-        latest = {self._key_of(r): r for r in records}
-        if not latest:
-            return 0
         async with conn.cursor().copy(
             sql.SQL("COPY {s} ({cols}) FROM STDIN").format(s=self._stage, cols=self._cols())
         ) as copy:
-            for record in latest.values():
+            for record in rows:
                 await copy.write_row(self._row(record))
-        await self.before_merge(conn, self._stage)
-        bounds: tuple[Any, ...] = ()
-        if self.skip_unchanged and self.bounded_by is not None:
-            at = operator.attrgetter(self.bounded_by)
-            bounds = (min(map(at, latest.values())), max(map(at, latest.values())))
         cur = await conn.execute(
             sql.SQL(
                 "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} {where} {order} {conflict}"
@@ -207,8 +256,14 @@ class Repository(Generic[R]):
         )
         return cur.rowcount
 
-    async def before_merge(self, conn: Conn, stage: sql.Identifier) -> None:
-        """Prepare what the staged rows refer to (a hook for subclasses)."""
+    def _in_merge_order(self, rows: Sequence[R]) -> list[R]:
+        """Return rows sorted as `_merge_order` sorts them in SQL (NULLs last ascending, first
+        descending): concurrent writers then lock the keys they share in one order."""
+        ordered = list(rows)
+        for column, descending in reversed(self.merge_order):
+            at = operator.attrgetter(column)
+            ordered.sort(key=lambda r: (at(r) is None, at(r)), reverse=descending)
+        return ordered
 
     async def count(self, conn: Conn) -> int:
         """Return the number of rows in the table."""

@@ -29,14 +29,6 @@ class Event:
     attributed_message_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TimeRange:
-    """The half-open interval [start, end) of timestamps an event batch covered."""
-
-    start: datetime
-    end: datetime
-
-
 class EventRepository(Repository[Event]):
     """Events; a batch upsert first creates stub profiles and metrics that it refers to."""
 
@@ -57,31 +49,14 @@ class EventRepository(Repository[Event]):
         )
         self._references_ensured = references_ensured
 
-    async def before_merge(self, conn: Conn, stage: sql.Identifier) -> None:
-        """Create stub rows for unknown profiles and metrics the staged events name.
-
-        Ids are inserted in sorted order so that concurrent batches naming the same profiles
-        lock them in the same order and cannot deadlock; metrics come first (see
-        `ensure_references`).
-        """
+    async def before_write(self, conn: Conn, records: Sequence[Event]) -> None:
+        """Create the partitions and the stub profiles and metrics a batch needs (unless the
+        caller ensured them, see `__init__`)."""
         if self._references_ensured:
             return
-        staged = await self.staged_range(conn)
-        if staged is not None:
-            await self.ensure_partitions(conn, staged.start, staged.end)
-        # Metrics before profiles: the order in which partition creation locks them.
-        await conn.execute(
-            sql.SQL(
-                "INSERT INTO klaviyo_metrics (id, name) SELECT DISTINCT metric_id, metric_id"
-                " FROM {s} ORDER BY 1 ON CONFLICT (id) DO NOTHING"
-            ).format(s=stage)
-        )
-        await conn.execute(
-            sql.SQL(
-                "INSERT INTO klaviyo_profiles (id, is_stub) SELECT DISTINCT profile_id, true"
-                " FROM {s} WHERE profile_id IS NOT NULL ORDER BY 1 ON CONFLICT (id) DO NOTHING"
-            ).format(s=stage)
-        )
+        times = [e.timestamp for e in records]
+        await self.ensure_partitions(conn, min(times), max(times))
+        await self.ensure_references(conn, records)
 
     async def ensure_partitions(self, conn: Conn, start: datetime, end: datetime) -> int:
         """Create the partitions (or TimescaleDB chunks) that [start, end] needs; return how many.
@@ -119,18 +94,6 @@ class EventRepository(Repository[Event]):
             " ORDER BY 1 ON CONFLICT (id) DO NOTHING",
             (profiles,),
         )
-
-    async def staged_range(self, conn: Conn) -> TimeRange | None:
-        """Return the time range of the batch last written by `upsert_many` in this transaction."""
-        cur = await conn.execute(
-            sql.SQL('SELECT min("timestamp") AS lo, max("timestamp") AS hi FROM {s}').format(
-                s=self._stage
-            )
-        )
-        row = await cur.fetchone()
-        if row is None or row["lo"] is None:
-            return None
-        return TimeRange(row["lo"], row["hi"])
 
     async def find_by_metric(
         self, conn: Conn, metric_id: str, start: datetime, end: datetime, *, limit: int = 1000
