@@ -114,6 +114,27 @@ async def test_batch_upsert_updates_changed_rows_and_last_duplicate_wins(conn: C
     assert got == {"e1": Decimal("99.00"), "e2": Decimal("10.00"), "e3": Decimal("-5.00")}
 
 
+async def test_batch_upsert_mixing_new_and_stored_rows_in_a_dense_range(conn: Conn) -> None:
+    # Rows are stored every minute; each batch below mixes a changed, an unchanged and a new row.
+    repo = EventRepository()
+    assert await repo.upsert_many(conn, [order(i, at=T0 + timedelta(minutes=i)) for i in range(10)])
+    mixed = [
+        order(3, value="7.00", at=T0 + timedelta(minutes=3)),  # changed
+        order(4, at=T0 + timedelta(minutes=4)),  # unchanged
+        order(100, at=T0 + timedelta(minutes=4)),  # new, at a stored row's time
+    ]
+    assert await repo.upsert_many(conn, mixed) == 2
+    # A small batch in a range holding more rows than the batch: merged whole, same answer.
+    sparse = [order(5, value="8.00", at=T0 + timedelta(minutes=5)),
+              order(101, at=T0 + timedelta(minutes=8))]  # fmt: skip
+    assert await repo.upsert_many(conn, sparse) == 2
+    got = {e.id: e.value for e in await repo.find_by_metric(conn, "m-order", T0, T0 + timedelta(1))}
+    assert len(got) == 12
+    assert (got["e3"], got["e4"], got["e5"], got["e100"]) == (
+        Decimal("7.00"), Decimal("10.00"), Decimal("8.00"), Decimal("10.00"),
+    )  # fmt: skip
+
+
 async def test_batch_upsert_reads_nothing_of_the_history_outside_the_batch(conn: Conn) -> None:
     # The look-up of unchanged rows is bounded by the batch's times: a backfill's later pages do
     # not read the partitions (or chunks) its earlier pages filled, so its cost stays linear.
