@@ -66,7 +66,8 @@ class Repository(Generic[R]):
         index ranges the batch falls in.
         `merge_order` lists (column, descending) pairs the batch upsert writes rows in, so that
         concurrent batches lock what they touch in one order.
-        Raises ValueError naming key, bound or order columns the record does not have.
+        Raises ValueError naming key, bound or order columns the record does not have, and
+        order columns that may be None.
         """
         if not dataclasses.is_dataclass(record):
             raise TypeError(f"{record!r} is not a dataclass")
@@ -91,6 +92,11 @@ class Repository(Generic[R]):
             raise ValueError(
                 f"order columns {sorted(unordered)} are not fields of {record.__name__}"
             )
+        hints = {f.name: str(f.type) for f in dataclasses.fields(record)}
+        optional = sorted(c for c, _ in self.merge_order if "None" in hints[c])
+        if optional:
+            raise ValueError(f"order columns {optional} of {record.__name__} may be None")
+        self._times = frozenset(c for c, _ in self.merge_order if hints[c] == "datetime")
         self._ident = sql.Identifier(table)
         self._stage = sql.Identifier(f"_stage_{table}")
         # The batch path reads every record's fields through C-level getters and wraps only
@@ -98,7 +104,6 @@ class Repository(Generic[R]):
         # a tenth of the event sync's CPU.
         self._all = operator.attrgetter(*self.columns)
         self._key_of = operator.attrgetter(*self.key)
-        hints = {f.name: str(f.type) for f in dataclasses.fields(record)}
         self._json_at = tuple(
             i for i, c in enumerate(self.columns)
             if any(word in hints[c] for word in ("dict", "list", "Any"))
@@ -280,12 +285,15 @@ class Repository(Generic[R]):
         return cur.rowcount
 
     def _in_merge_order(self, rows: Sequence[R]) -> list[R]:
-        """Return rows sorted as `_merge_order` sorts them in SQL (NULLs last ascending, first
-        descending): concurrent writers then lock the keys they share in one order."""
+        """Return rows sorted as `_merge_order` sorts them in SQL, so that concurrent writers
+        lock the keys they share in one order."""
         ordered = list(rows)
+        # Stable sorts, the last column first. Times are compared as POSIX seconds: comparing
+        # aware datetimes asks each for its UTC offset, and sorted a page three times slower.
         for column, descending in reversed(self.merge_order):
             at = operator.attrgetter(column)
-            ordered.sort(key=lambda r: (at(r) is None, at(r)), reverse=descending)
+            key = (lambda r, at=at: at(r).timestamp()) if column in self._times else at
+            ordered.sort(key=key, reverse=descending)
         return ordered
 
     async def count(self, conn: Conn) -> int:
