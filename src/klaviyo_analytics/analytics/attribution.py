@@ -243,6 +243,12 @@ LATER_FIRST_TOUCH_DATES: LiteralString = (
     '   AND l.attributed_message_id = e.attributed_message_id AND l."timestamp" > %(to)s'
     '  ORDER BY l."timestamp" LIMIT 1) l'
 )
+# Whether any event lies after %(after)s. Only an event after the reach of a refresh can be a
+# later first touch on a date the refresh does not recompute anyway: a backfill or an hourly
+# sync, which end at the newest event, need not probe every pair (1 s at 280 k events).
+EVENTS_AFTER: LiteralString = (
+    'SELECT EXISTS (SELECT 1 FROM klaviyo_events WHERE "timestamp" > %(after)s) AS later'
+)
 # ... and refunds of orders on the recomputed dates move with their order's channel.
 REFUND_DATES: LiteralString = (
     'SELECT DISTINCT (e."timestamp" AT TIME ZONE %(tz)s)::date AS date'

@@ -232,11 +232,14 @@ async def refresh_facts(
     first = lo.astimezone(z).date()
     last = reach.astimezone(z).date()
     dates = {first + timedelta(days=i) for i in range((last - first).days + 1)}
-    dates |= await _dates_of(
-        conn,
-        q.LATER_FIRST_TOUCH_DATES,
-        {"tz": timezone, "from": lo, "to": hi, "engagement": ids.engagement},
-    )
+    cur = await conn.execute(q.EVENTS_AFTER, {"after": reach})
+    later = await cur.fetchone()
+    if later is not None and later["later"]:
+        dates |= await _dates_of(
+            conn,
+            q.LATER_FIRST_TOUCH_DATES,
+            {"tz": timezone, "from": lo, "to": hi, "engagement": ids.engagement},
+        )
     written = await refresh_facts_for_dates(
         conn, dates, timezone, email_window=email_window, sms_window=sms_window, ids=ids,
         lines=(lo, hi),

@@ -6,6 +6,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import psycopg
+import pytest
 
 from klaviyo_analytics.analytics.facts import rebuild_facts, refresh_dim_time, refresh_facts
 from klaviyo_analytics.db.pool import Conn, Database
@@ -92,22 +93,27 @@ async def _run(conninfo: str, work: object) -> None:
         await db.run(work)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("days_earlier", [2, 30])
 async def test_facts_stay_exact_after_late_events_including_an_earlier_first_open(
-    synced_conninfo: str,
+    synced_conninfo: str, days_earlier: int
 ) -> None:
     # A late open of a message before the profile's first open of it: the old first day
-    # loses a unique open. A late unattributed order right after it gets the last touch.
+    # loses a unique open, also when it lies beyond the attribution windows of the late
+    # event (30 days). A late unattributed order right after it gets the last touch.
     first = table(
         synced_conninfo,
-        "SELECT e.* FROM klaviyo_events e JOIN klaviyo_metrics m ON m.id = e.metric_id"
-        " WHERE m.name = 'Opened Email' ORDER BY e.timestamp DESC LIMIT 1",
+        "SELECT * FROM (SELECT DISTINCT ON (e.profile_id, e.attributed_message_id) e.*"
+        " FROM klaviyo_events e JOIN klaviyo_metrics m ON m.id = e.metric_id"
+        " WHERE m.name = 'Opened Email' AND e.attributed_message_id IS NOT NULL"
+        " ORDER BY e.profile_id, e.attributed_message_id, e.timestamp) f"
+        " ORDER BY timestamp DESC LIMIT 1",
     )[0]
     order_metric = table(
         synced_conninfo, "SELECT id FROM klaviyo_metrics WHERE name = 'Placed Order'"
     )[0]["id"]
     late_open = Event(
         id="late-open-1",
-        timestamp=first["timestamp"] - timedelta(days=2),
+        timestamp=first["timestamp"] - timedelta(days=days_earlier),
         metric_id=first["metric_id"],
         profile_id=first["profile_id"],
         properties={"$message": first["attributed_message_id"]},
