@@ -17,3 +17,16 @@ def test_importing_the_cli_loads_no_forecasting_libraries() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_importing_the_cli_loads_no_web_server_nor_the_sandbox() -> None:
+    # FastAPI, uvicorn and NumPy (the sandbox's generator) took 0.5 s of CPU at the start of
+    # every command, `sync` included, though only `serve`, `sandbox` and `demo` use them.
+    code = (
+        "import sys, klaviyo_analytics.cli.main; "
+        "print(sorted(m for m in ('fastapi', 'uvicorn', 'numpy') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]"

@@ -16,14 +16,13 @@ import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
 import typer
 from pydantic import SecretStr
 from rich.console import Console
 
-from klaviyo_analytics.api.auth import create_key, hash_token, revoke_key
 from klaviyo_analytics.cli.common import fail_cleanly, load
 from klaviyo_analytics.cli.runtime import stop_on_sigterm
 from klaviyo_analytics.cli.sync import print_summary, run_sync
@@ -33,9 +32,11 @@ from klaviyo_analytics.db.pool import Conn
 from klaviyo_analytics.db.repos.api_keys import ApiKeyRepository
 from klaviyo_analytics.private import FILE_MODE, private_dir, private_file
 from klaviyo_analytics.sandbox.config import SandboxConfig, StoreOptions
-from klaviyo_analytics.sandbox.server import SandboxServer
 from klaviyo_analytics.sync.runner import StreamResult
 from klaviyo_analytics.wiring import check_reachable, database_server, open_database
+
+if TYPE_CHECKING:
+    from klaviyo_analytics.sandbox.server import SandboxServer
 
 console = Console()
 DEMO_KEY_NAME = "demo"
@@ -95,6 +96,9 @@ def demo_command(
     ] = True,
 ) -> None:
     """Run everything locally: database, sandbox, sync, dashboard and API."""
+    # Imported here: FastAPI, uvicorn and the sandbox's NumPy cost every other command 0.5 s.
+    from klaviyo_analytics.sandbox.server import SandboxServer
+
     settings = load()
     store = DemoStore.load_or_create(
         settings.home_dir / "demo-store.json", profiles=profiles, days=days
@@ -196,6 +200,8 @@ async def _demo_admin_key(settings: Settings, conninfo: str, path: Path) -> str:
     """Return the demo's admin key: the one saved beside the data by an earlier run while the
     database still accepts it (so an open dashboard stays logged in across runs), else a new
     one (earlier demo keys revoked), saved 0600 at `path`."""
+    from klaviyo_analytics.api.auth import create_key, hash_token, revoke_key
+
     saved = read_demo_key(path)
     async with open_database(settings.model_copy(update={"db_min_connections": 1}), conninfo) as db:
 

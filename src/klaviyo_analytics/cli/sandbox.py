@@ -7,10 +7,8 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from klaviyo_analytics.errors import ConfigurationError
-from klaviyo_analytics.sandbox.app import create_sandbox_app
 from klaviyo_analytics.sandbox.config import (
     DEFAULT_API_KEY,
     DEFAULT_END,
@@ -86,6 +84,11 @@ def sandbox_command(
     except (ConfigurationError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    # Imported here: FastAPI, uvicorn and the sandbox's NumPy cost every other command 0.5 s.
+    import uvicorn
+
+    from klaviyo_analytics.sandbox.app import create_sandbox_app
+
     app = create_sandbox_app(config)
     typer.echo(f"Klaviyo sandbox on http://127.0.0.1:{port} (API key {config.api_key})")
     uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, timeout_graceful_shutdown=1)

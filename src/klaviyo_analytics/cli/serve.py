@@ -6,7 +6,6 @@ import asyncio
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from klaviyo_analytics.cli.common import err_console, fail_cleanly, load
 from klaviyo_analytics.cli.runtime import stop_on_sigterm
@@ -20,6 +19,9 @@ def serve_command(
 ) -> None:
     """Apply pending migrations, then serve the REST API (docs/api.md) until Ctrl-C or SIGTERM."""
     # Imported here: the API pulls in the statistics stack, which other commands do not need.
+    # Imported here: FastAPI and uvicorn cost every other command 0.5 s.
+    import uvicorn
+
     from klaviyo_analytics.api.app import create_app
 
     settings = load()
