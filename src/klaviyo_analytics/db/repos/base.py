@@ -427,11 +427,16 @@ class Repository(Generic[R]):
         return [adapt(getattr(record, c)) for c in self.columns]
 
     def _row(self, record: R) -> list[Any]:
-        """Return `_values(record)`, faster: only the JSON-capable fields are adapted."""
+        """Return a record's values for a text-format `COPY` into the table or its stage: JSON
+        values as their text, which the column's jsonb input parses (what a `Jsonb` wrapper
+        sends, without one wrapper and two Python calls of psycopg's dumper per value: a
+        fifth of the formatting of an event page)."""
         values = self._all(record)
         row = list(values) if len(self.columns) > 1 else [values]
         for i in self._json_at:
-            row[i] = adapt(row[i])
+            value = row[i]
+            if isinstance(value, dict | list):
+                row[i] = dump_json(value).decode()
         return row
 
     def _to_record(self, row: Mapping[str, Any]) -> R:
