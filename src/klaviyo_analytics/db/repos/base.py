@@ -2,8 +2,8 @@
 
 Repositories take a connection and never commit: the caller owns the transaction. Bulk writes
 COPY the batch into a per-session staging table, then run one `INSERT ... ON CONFLICT` that
-updates a row only when something in it differs, so re-writing a batch changes nothing. A
-time-partitioned table's batch whose time range holds no stored row is copied straight in.
+updates a row only when something in it differs, so re-writing a batch changes nothing. The
+rows of a time-partitioned table's batch whose keys are not stored yet are copied straight in.
 """
 
 from __future__ import annotations
