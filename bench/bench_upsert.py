@@ -5,9 +5,9 @@
 Runs on a fresh embedded PostgreSQL (or DATABASE_URL's server, in a scratch database). The
 baseline is `COPY` of the same rows into an empty copy of `klaviyo_events` with the same
 indexes (`LIKE ... INCLUDING ALL`); the candidate is `EventRepository.upsert_many` into the
-real, empty table with its foreign keys (stub profiles and metrics first; rows whose keys are not
-stored are copied straight in, the others go through a staging table and one INSERT ... ON
-CONFLICT). Target: upsert rate >= 0.5x the COPY rate.
+real, empty table with its foreign keys (stub profiles and metrics first; a batch whose time
+range holds no stored row is copied straight in, any other goes through a staging table and one
+INSERT ... ON CONFLICT). Target: upsert rate >= 0.5x the COPY rate.
 """
 
 from __future__ import annotations

@@ -115,7 +115,8 @@ async def test_batch_upsert_updates_changed_rows_and_last_duplicate_wins(conn: C
 
 
 async def test_batch_upsert_mixing_new_and_stored_rows_in_a_dense_range(conn: Conn) -> None:
-    # Rows are stored every minute; each batch below mixes a changed, an unchanged and a new row.
+    # Rows are stored every minute; batches whose range holds some of them mix changed,
+    # unchanged and new rows: each is merged whole, new rows inserted, unchanged ones untouched.
     repo = EventRepository()
     assert await repo.upsert_many(conn, [order(i, at=T0 + timedelta(minutes=i)) for i in range(10)])
     mixed = [
@@ -124,7 +125,7 @@ async def test_batch_upsert_mixing_new_and_stored_rows_in_a_dense_range(conn: Co
         order(100, at=T0 + timedelta(minutes=4)),  # new, at a stored row's time
     ]
     assert await repo.upsert_many(conn, mixed) == 2
-    # A small batch in a range holding more rows than the batch: merged whole, same answer.
+    # A batch whose range holds more stored rows than the batch itself.
     sparse = [order(5, value="8.00", at=T0 + timedelta(minutes=5)),
               order(101, at=T0 + timedelta(minutes=8))]  # fmt: skip
     assert await repo.upsert_many(conn, sparse) == 2

@@ -2,8 +2,8 @@
 
 Repositories take a connection and never commit: the caller owns the transaction. Bulk writes
 COPY the batch into a per-session staging table, then run one `INSERT ... ON CONFLICT` that
-updates a row only when something in it differs, so re-writing a batch changes nothing. The
-rows of a time-partitioned table's batch whose keys are not stored yet are copied straight in.
+updates a row only when something in it differs, so re-writing a batch changes nothing. A
+time-partitioned table's batch whose time range holds no stored row is copied straight in.
 """
 
 from __future__ import annotations
@@ -84,8 +84,8 @@ class Repository(Generic[R]):
             raise ValueError(f"key columns {sorted(missing)} are not fields of {record.__name__}")
         if bounded_by is not None and bounded_by not in self.columns:
             raise ValueError(f"bound column {bounded_by!r} is not a field of {record.__name__}")
-        # With the bound column in the key, the stored rows a batch's keys could meet lie in
-        # the batch's range of it: reading that range tells which rows can be copied straight in.
+        # With the bound column in the key, any stored row a batch's keys could meet lies in
+        # the batch's range of it: a range that holds none can be copied straight in.
         self._direct = bounded_by is not None and bounded_by in self.key
         unordered = {c for c, _ in self.merge_order} - set(self.columns)
         if unordered:
@@ -178,8 +178,8 @@ class Repository(Generic[R]):
         """Write a batch; return how many rows were inserted or changed.
 
         Duplicate keys within the batch are allowed: the last one wins. In a table with a
-        bound column in its key, the rows whose keys are not stored yet (a backfill's pages:
-        all of them) are copied straight in; the others go through COPY into a stage and one
+        bound column in its key, a batch whose range in it holds no stored row (a backfill's
+        pages) is copied straight in; any other batch goes through COPY into a stage and one
         upsert that skips unchanged rows.
         """
         # One row per key, the last one winning: ON CONFLICT cannot touch a row twice.
@@ -187,19 +187,14 @@ class Repository(Generic[R]):
         if not latest:
             return 0
         await self.before_write(conn, latest)
-        if not self._direct:
-            return await self._merge(conn, latest, self._bounds(latest))
-        stored = await self._stored_keys(conn, self._bounds(latest), len(latest))
-        if stored is None:  # the range holds more rows than the batch: merge it whole
-            return await self._merge(conn, latest, self._bounds(latest))
-        new = [r for r in latest if self._key_of(r) not in stored]
-        old = [r for r in latest if self._key_of(r) in stored]
-        if new and not await self._insert_new(conn, new):
-            new, old = [], latest  # a concurrent writer stored some of them meanwhile
-        changed = len(new)
-        if old:
-            changed += await self._merge(conn, old, self._bounds(old))
-        return changed
+        bounds = self._bounds(latest)
+        # Never part straight in and part merged: each statement takes its locks in merge
+        # order, but two statements of one transaction would not (on TimescaleDB's compressed
+        # chunks a re-sync then deadlocked with itself).
+        if self._direct and not await self._holds_any(conn, bounds):
+            if await self._insert_new(conn, latest):
+                return len(latest)
+        return await self._merge(conn, latest, bounds)
 
     async def before_write(self, conn: Conn, records: Sequence[R]) -> None:
         """Prepare what a batch's rows refer to, before it is written (a hook for subclasses)."""
@@ -211,35 +206,25 @@ class Repository(Generic[R]):
         at = operator.attrgetter(self.bounded_by)
         return (min(map(at, rows)), max(map(at, rows)))
 
-    async def _stored_keys(self, conn: Conn, bounds: tuple[Any, ...], most: int) -> set[Any] | None:
-        """Return the keys stored in the bound column's range [low, high], or None when there
-        are more than `most` of them.
-
-        A backfill's page finds none, or the few at its first second that the page before it
-        stored too (a window resumes at its cursor, inclusive); a re-read of stored events
-        finds its own.
-        """
+    async def _holds_any(self, conn: Conn, bounds: tuple[Any, ...]) -> bool:
+        """Say whether any stored row lies in the bound column's range [low, high]."""
         cur = await conn.execute(
-            sql.SQL("SELECT {k} FROM {t} WHERE {c} BETWEEN %s AND %s LIMIT %s").format(
-                k=sql.SQL(", ").join(map(sql.Identifier, self.key)),
-                t=self._ident,
-                c=sql.Identifier(self.bounded_by or ""),
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {t} WHERE {c} BETWEEN %s AND %s) AS held").format(
+                t=self._ident, c=sql.Identifier(self.bounded_by or "")
             ),
-            (*bounds, most + 1),
+            bounds,
         )
-        rows = await cur.fetchall()
-        if len(rows) > most:
-            return None
-        return {tuple(row[c] for c in self.key) if len(self.key) > 1 else row[self.key[0]]
-                for row in rows}  # fmt: skip
+        row = await cur.fetchone()
+        return bool(row and row["held"])
 
     async def _insert_new(self, conn: Conn, rows: Sequence[R]) -> bool:
-        """COPY rows whose keys are not stored straight into the table, in a savepoint;
-        return False, having written nothing, when a concurrent writer stored one of their
-        keys since `_stored_keys` looked.
+        """COPY a batch whose range holds no stored row straight into the table, in a
+        savepoint; return False, having written nothing, when a concurrent writer stored one
+        of its keys since `_holds_any` looked.
 
-        Rows that cannot conflict need neither the stage, its COPY nor the upsert's look-ups:
-        about a third of the database's CPU per event of a backfill (issue 17).
+        Nothing stored in the range means nothing can conflict (the bound column is part of
+        the key), so the stage, its COPY and the upsert's look-ups are saved: about a third of
+        the database's CPU per event of a backfill (issue 17).
         """
         try:
             async with conn.transaction():
