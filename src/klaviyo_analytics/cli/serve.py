@@ -18,8 +18,8 @@ def serve_command(
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
 ) -> None:
     """Apply pending migrations, then serve the REST API (docs/api.md) until Ctrl-C or SIGTERM."""
-    # Imported here: the API pulls in the statistics stack, which other commands do not need.
-    # Imported here: FastAPI and uvicorn cost every other command 0.5 s.
+    # Imported here: the API pulls in FastAPI, uvicorn and the statistics stack, which cost
+    # every other command 0.5 s and more.
     import uvicorn
 
     from klaviyo_analytics.api.app import create_app

@@ -228,11 +228,7 @@ class Repository(Generic[R]):
         """
         try:
             async with conn.transaction():
-                async with conn.cursor().copy(
-                    sql.SQL("COPY {t} ({cols}) FROM STDIN").format(t=self._ident, cols=self._cols())
-                ) as copy:
-                    for record in self._in_merge_order(rows):
-                        await copy.write_row(self._row(record))
+                await self._copy(conn, self._ident, self._in_merge_order(rows))
         except UniqueViolation:
             return False
         return True
@@ -249,11 +245,7 @@ class Repository(Generic[R]):
                 " ON COMMIT DELETE ROWS; DELETE FROM {s}"
             ).format(s=self._stage, t=self._ident)
         )
-        async with conn.cursor().copy(
-            sql.SQL("COPY {s} ({cols}) FROM STDIN").format(s=self._stage, cols=self._cols())
-        ) as copy:
-            for record in rows:
-                await copy.write_row(self._row(record))
+        await self._copy(conn, self._stage, rows)
         cur = await conn.execute(
             sql.SQL(
                 "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} {where} {order} {conflict}"
@@ -268,6 +260,14 @@ class Repository(Generic[R]):
             (bounds or None) if self.skip_unchanged else None,
         )
         return cur.rowcount
+
+    async def _copy(self, conn: Conn, target: sql.Identifier, rows: Iterable[R]) -> None:
+        """COPY rows into `target`: the table itself or its stage."""
+        async with conn.cursor().copy(
+            sql.SQL("COPY {t} ({cols}) FROM STDIN").format(t=target, cols=self._cols())
+        ) as copy:
+            for record in rows:
+                await copy.write_row(self._row(record))
 
     def _in_merge_order(self, rows: Sequence[R]) -> list[R]:
         """Return rows sorted as `_merge_order` sorts them in SQL, so that concurrent writers
